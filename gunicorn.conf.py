@@ -1,0 +1,48 @@
+"""gunicorn settings for Toktoken: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+gevent workers: one greenlet per connection, so a worker holds hundreds of
+long streams at once. Values come from the same validated Settings as the app.
+"""
+
+import os
+import sys
+
+from toktoken.config import ConfigError, Settings
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as exc:
+    print(f"toktoken: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+_host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
+bind = [f"{_host}:{_settings.port}"]
+worker_class = "gevent"
+workers = _settings.workers
+worker_connections = _settings.worker_connections
+# The gevent worker reports liveness from its own loop, so `timeout` does not
+# limit how long a request may stream (hour-long streams are fine).
+timeout = 120
+# On reload/stop, give open streams this long to finish before they are cut.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "120"))
+# Longer than nginx's upstream keepalive_timeout (60 s) so nginx closes first.
+keepalive = 75
+loglevel = _settings.log_level
+accesslog = None
+errorlog = "-"
+# Headers up to 32 KiB (long anthropic-beta lists, big cookies behind proxies).
+limit_request_field_size = 32768
+# Several instances (tests, blue/green) may run side by side: no shared
+# control socket in $HOME.
+control_socket_disable = True
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+def post_worker_init(worker):
+    # Probe the backends once, from the first worker, without delaying it.
+    if worker.age == 1:
+        import threading
+
+        from toktoken.gateway import Gateway
+
+        threading.Thread(target=Gateway(_settings).log_probes, daemon=True).start()

@@ -1,0 +1,121 @@
+"""Shared fixtures: a scripted fake backend and real gateways (gunicorn + gevent
+in a subprocess) pointed at it. Tests talk to both over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from .fake_backend import FakeBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "claude-code"
+KEY = "test-key-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GatewayProcess:
+    """gunicorn serving wsgi:app exactly as in production, on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "VISION_"))}
+        full_env.update({"HOST": "127.0.0.1", "PORT": str(self.port), **env})
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log()}")
+            try:
+                requests.head(self.url + "/", timeout=0.5)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gateway did not start: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def backend():
+    fake = FakeBackend()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(autouse=True)
+def _reset_backend(request):
+    if "backend" in request.fixturenames:
+        request.getfixturevalue("backend").reset()
+    yield
+
+
+@pytest.fixture(scope="session")
+def gateway_factory(backend, tmp_path_factory):
+    """start(**env) -> a running gateway; identical configurations are shared."""
+    started: dict[tuple, GatewayProcess] = {}
+    logs = tmp_path_factory.mktemp("gateway-logs")
+
+    def start(**env) -> GatewayProcess:
+        env = {"VLLM_URL": backend.url, "VLLM_MODEL": "fake-model", "API_KEY": KEY, **env}
+        key = tuple(sorted(env.items()))
+        if key not in started:
+            started[key] = GatewayProcess(env, logs / f"gateway-{len(started)}.log")
+        return started[key]
+
+    yield start
+    for gw in started.values():
+        gw.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_factory):
+    return gateway_factory(STREAM_PING_INTERVAL="1")
+
+
+def post(gateway, body, *, path="/v1/messages", headers=None, stream=False, timeout=30):
+    hdrs = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    hdrs.update(headers or {})
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(gateway.url + path, data=data, headers=hdrs, stream=stream, timeout=timeout)
+
+
+def load_fixture(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.stem for p in FIXTURES.glob("*.json"))

@@ -1,0 +1,34 @@
+"""Operations endpoints: liveness, readiness, HEAD /. No API key needed."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from ..gateway import current_gateway
+
+bp = Blueprint("ops", __name__)
+
+PUBLIC_ENDPOINTS = {"ops.root", "ops.health", "ops.ready"}
+
+
+@bp.route("/", methods=["GET", "HEAD"])
+def root():
+    # Claude Code 2.1.197 sends HEAD / before its first request.
+    return jsonify({"name": "toktoken", "endpoints": ["/v1/messages", "/v1/models", "/health"]})
+
+
+@bp.get("/health")
+def health():
+    """The process is alive (200) and how each backend looks right now."""
+    probes = current_gateway().probe_all()
+    status = "ok" if all(p.reachable for p in probes) else "degraded"
+    return jsonify({"status": status, "backends": [p.as_dict() for p in probes]})
+
+
+@bp.get("/health/ready")
+def ready():
+    """503 while the default backend cannot be reached: take us out of rotation."""
+    gateway = current_gateway()
+    probe = gateway.default.probe()
+    body = {"ready": probe.reachable, "backend": probe.as_dict()}
+    return jsonify(body), (200 if probe.reachable else 503)

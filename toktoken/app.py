@@ -1,0 +1,106 @@
+"""Toktoken: Anthropic Messages API in front of OpenAI-compatible model servers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .auth import check_key
+from .config import Settings
+from .errors import (
+    ApiError,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+)
+from .gateway import Gateway
+from .logs import setup_logging
+
+__all__ = ["create_app", "Settings"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app. Nothing happens at import time; settings come from
+    the environment unless given (tests pass their own)."""
+    settings = settings or Settings.from_env()
+    setup_logging(settings.logging_level)
+    if settings.uses_default_key_publicly():
+        log.warning(
+            "API_KEY is the public default and HOST=%s is not loopback: anyone who can reach "
+            "this port can use your backends. Set API_KEY to a secret.",
+            settings.host,
+        )
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.extensions["toktoken"] = Gateway(settings)
+
+    from .api import messages, models, ops
+
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(messages.bp)
+    app.register_blueprint(models.bp)
+
+    @app.before_request
+    def authenticate():
+        g.request_id = "req_" + uuid.uuid4().hex[:24]
+        if request.endpoint in ops.PUBLIC_ENDPOINTS:
+            return None
+        if request.endpoint is None:
+            return None  # unknown route: 404 below, no need to leak that a key is wrong
+        check_key(request.headers, settings.api_keys)
+        return None
+
+    @app.after_request
+    def tag(response):
+        response.headers["request-id"] = getattr(g, "request_id", "")
+        return response
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(exc: GatewayError):
+        return _error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code == 404:
+            err = NotFound(f"{request.method} {request.path} does not exist on this gateway")
+        elif exc.code == 413:
+            err = RequestTooLarge(
+                f"request body exceeds the limit of {settings.max_request_bytes} bytes"
+            )
+        elif exc.code == 405:
+            err = InvalidRequest(f"method {request.method} is not allowed on {request.path}")
+            err.status = 405
+        else:
+            err = InvalidRequest(exc.description or exc.name)
+            err.status = exc.code or 400
+        return _error_response(err)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(ApiError("internal gateway error; see the gateway log"))
+
+    return app
+
+
+def _error_response(err: GatewayError):
+    request_id = getattr(g, "request_id", None)
+    if request.path.startswith("/v1/chat/"):
+        body = err.openai_body()
+    else:
+        body = err.anthropic_body(request_id)
+    if err.status >= 500 or err.status in (401, 403):
+        log.warning("%s %s -> %s %s: %s", request.method, request.path, err.status, err.type, err.message)
+    response = jsonify(body)
+    response.status_code = err.status
+    response.headers.update(err.headers())
+    return response

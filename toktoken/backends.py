@@ -1,0 +1,293 @@
+"""I/O with upstream model servers: one BackendClient per backend.
+
+Everything that can go wrong talking to a backend becomes a typed
+GatewayError here, so views never see a requests exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import requests
+import sseclient
+from requests.adapters import HTTPAdapter
+
+from .config import BackendSettings
+from .errors import (
+    ApiError,
+    BackendTimeout,
+    BackendUnavailable,
+    GatewayError,
+    InvalidRequest,
+    Overloaded,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    name: str
+    url: str
+    reachable: bool
+    latency_ms: float | None
+    detail: str | None = None
+    models: list[str] | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "reachable": self.reachable,
+            "latency_ms": self.latency_ms,
+            "detail": self.detail,
+        }
+
+
+class UpstreamStream:
+    """An open upstream SSE response. Iterate for parsed JSON chunks; always
+    ``close()`` it (closing is what makes vLLM stop generating)."""
+
+    def __init__(self, response: requests.Response, backend: "BackendClient"):
+        self.response = response
+        self.backend = backend
+        self._closed = False
+
+    def __iter__(self) -> Iterator[dict]:
+        client = sseclient.SSEClient(_raw_chunks(self.response))
+        try:
+            for event in client.events():
+                data = event.data.strip()
+                if not data:
+                    continue
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    log.warning("%s sent a non-JSON stream event: %.200s", self.backend.name, data)
+                    continue
+                yield chunk
+        except requests.exceptions.ConnectionError as exc:
+            if self._closed:
+                return
+            raise self.backend.connection_error(exc) from None
+        except (requests.exceptions.Timeout, TimeoutError) as exc:
+            raise BackendTimeout(
+                f"backend {self.backend.url} went silent for more than "
+                f"{self.backend.read_timeout:g}s mid-stream"
+            ) from exc
+        except Exception as exc:  # urllib3 protocol errors: a cut connection
+            if self._closed:
+                return
+            raise BackendUnavailable(
+                f"backend {self.backend.url} broke the stream: {type(exc).__name__}"
+            ) from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Shut the socket down first: that wakes a reader blocked in recv()
+        # (a thread or greenlet) and tells the backend at once that nobody is
+        # listening, which is what makes vLLM/llama.cpp stop generating.
+        sock = getattr(getattr(self.response.raw, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.response.close()
+
+
+def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
+    """Yield upstream bytes as soon as they arrive.
+
+    ``iter_content`` would block until its buffer is full on a response that is
+    not chunked; reading chunk by chunk (or read1 otherwise) relays every byte
+    at once, whatever the server's framing.
+    """
+    raw = response.raw
+    if raw.chunked and raw.supports_chunked_reads():
+        yield from raw.read_chunked(decode_content=True)
+        return
+    while True:
+        data = raw.read1(65536, decode_content=True)
+        if not data:
+            return
+        yield data
+
+
+class BackendClient:
+    """POSTs OpenAI-style (or Anthropic-style) requests to one backend."""
+
+    def __init__(
+        self,
+        settings: BackendSettings,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
+        pool_size: int = 1000,
+    ):
+        self.settings = settings
+        self.name = settings.name
+        self.url = settings.url
+        self.model = settings.model
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.session = requests.Session()
+        # Under gevent each in-flight request holds one connection: size the
+        # pool for the worker's concurrency, and never retry a POST silently.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = "toktoken"
+        if settings.api_key:
+            self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
+            if settings.anthropic_native:
+                self.session.headers["x-api-key"] = settings.api_key
+
+    # Requests ---------------------------------------------------------------
+
+    def post_json(self, path: str, body: dict | bytes) -> dict:
+        """POST and return the parsed JSON answer (non-streaming)."""
+        response = self._post(path, body, stream=False)
+        try:
+            if response.status_code >= 300:
+                raise self.status_error(response.status_code, response.content)
+            try:
+                return response.json()
+            except ValueError:
+                raise ApiError(
+                    f"backend {self.url} returned a non-JSON response: {response.text[:200]!r}"
+                ) from None
+        finally:
+            response.close()
+
+    def open_stream(self, path: str, body: dict | bytes) -> UpstreamStream:
+        """POST with ``stream: true``; errors before the first byte raise here,
+        while the client can still be given a proper HTTP status."""
+        response = self._post(path, body, stream=True)
+        if response.status_code >= 300:
+            try:
+                content = response.content
+            except requests.RequestException:
+                content = b""
+            finally:
+                response.close()
+            raise self.status_error(response.status_code, content)
+        return UpstreamStream(response, self)
+
+    def _post(self, path: str, body: dict | bytes, *, stream: bool) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+            return self.session.post(
+                self.url + path,
+                data=data,
+                headers={"Content-Type": "application/json"},
+                stream=stream,
+                timeout=(self.connect_timeout, self.read_timeout),
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise BackendTimeout(
+                f"backend {self.url} did not accept a connection within {self.connect_timeout:g}s"
+            ) from None
+        except requests.exceptions.ReadTimeout:
+            raise BackendTimeout(
+                f"backend {self.url} did not answer within {self.read_timeout:g}s"
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise self.connection_error(exc) from None
+        except requests.RequestException as exc:
+            raise BackendUnavailable(f"backend {self.url} failed: {type(exc).__name__}") from None
+
+    # Errors -------------------------------------------------------------------
+
+    def connection_error(self, exc: Exception) -> GatewayError:
+        text = str(exc)
+        if "Connection refused" in text:
+            reason = "connection refused"
+        elif "Name or service not known" in text or "nodename nor servname" in text:
+            reason = "host name not found"
+        elif "reset" in text.lower() or "aborted" in text.lower():
+            reason = "connection reset"
+        else:
+            reason = "connection failed"
+        return BackendUnavailable(f"backend {self.url} is unreachable ({reason})")
+
+    def status_error(self, status: int, content: bytes) -> GatewayError:
+        """Map a backend's HTTP error to the error our client should see."""
+        detail = _error_message(content)
+        where = f"backend {self.url} returned {status}"
+        if status == 429:
+            return RateLimited(f"{where}: {detail}")
+        if status == 503:
+            return Overloaded(f"{where} (overloaded): {detail}")
+        if status in (400, 422):
+            # The backend refused this request: its own words say why.
+            return InvalidRequest(detail or where)
+        if 400 <= status < 500:
+            return InvalidRequest(f"{where}: {detail}" if detail else where)
+        if status == 504:
+            return BackendTimeout(f"{where}: {detail}")
+        return BackendUnavailable(f"{where}: {detail}")
+
+    # Operations -----------------------------------------------------------------
+
+    def probe(self, timeout: float = 3.0) -> Health:
+        """Is the backend there? GET /v1/models, timed.
+
+        llama.cpp-based servers block /v1/models while generating; a read
+        timeout after a successful connect therefore counts as reachable (busy).
+        """
+        started = time.monotonic()
+        try:
+            response = self.session.get(
+                self.url + "/v1/models", timeout=(min(self.connect_timeout, timeout), timeout)
+            )
+        except requests.exceptions.ReadTimeout:
+            return Health(self.name, self.url, True, _ms(started), "busy: /v1/models timed out")
+        except requests.RequestException as exc:
+            reason = self.connection_error(exc).message.split("(", 1)[-1].rstrip(")")
+            return Health(self.name, self.url, False, None, reason)
+        latency = _ms(started)
+        with response:
+            if response.status_code >= 400:
+                return Health(
+                    self.name, self.url, True, latency, f"/v1/models returned {response.status_code}"
+                )
+            try:
+                models = [m["id"] for m in response.json().get("data", []) if m.get("id")]
+            except (ValueError, AttributeError, TypeError, KeyError):
+                models = []
+        return Health(self.name, self.url, True, latency, None, models)
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _error_message(content: bytes) -> str:
+    """The human part of a backend's error body, whatever its dialect."""
+    text = content.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text[:500]
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:2000]
+        if isinstance(err, str):
+            return err[:2000]
+        for key in ("message", "detail"):
+            if body.get(key):
+                value = body[key]
+                return (value if isinstance(value, str) else json.dumps(value))[:2000]
+    return text[:500]

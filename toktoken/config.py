@@ -1,0 +1,237 @@
+"""Settings: read from the environment once, validated, then passed around.
+
+Every value is checked at start-up so that a typo stops the process with one
+line naming the variable, instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urlsplit
+
+DEFAULT_API_KEY = "sk-anthropic-router"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. str() is the one line to print."""
+
+    def __init__(self, variable: str, expected: str, got: str | None = None):
+        self.variable = variable
+        shown = "" if got is None else f" (got {got!r})"
+        super().__init__(f"invalid configuration: {variable} must be {expected}{shown}")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """One upstream server and how to reach it."""
+
+    name: str
+    url: str  # scheme://host[:port][/prefix], no trailing slash, no trailing /v1
+    api_key: str | None
+    model: str
+    anthropic_native: bool = False
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "model": self.model,
+            "api_key": mask(self.api_key),
+            "anthropic_native": self.anthropic_native,
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int = 3456
+    host: str = "0.0.0.0"
+    api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
+    backend: BackendSettings = field(
+        default_factory=lambda: BackendSettings(
+            "default", "http://localhost:8000", None, "qwen3-coder-30b-fp8"
+        )
+    )
+    vision: BackendSettings | None = None
+    telemetry_enabled: bool = False
+    log_level: str = "info"
+    max_request_bytes: int = 32 * 1024 * 1024
+    connect_timeout: float = 10.0
+    # Seconds without a byte from the backend before a request fails. Prefill
+    # of a 100k-token prompt can take minutes on a busy GPU, so be generous.
+    read_timeout: float = 600.0
+    ping_interval: float = 10.0
+    workers: int = 1
+    worker_connections: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        backend = BackendSettings(
+            name="default",
+            url=r.url("VLLM_URL", "http://localhost:8000"),
+            api_key=r.optional("VLLM_API_KEY"),
+            model=r.text("VLLM_MODEL", "qwen3-coder-30b-fp8"),
+        )
+        vision_url = r.optional("VISION_URL")
+        vision = None
+        if vision_url:
+            vision = BackendSettings(
+                name="vision",
+                url=r.url("VISION_URL", None),
+                api_key=r.optional("VISION_API_KEY"),
+                model=r.text("VISION_MODEL", "gpt-4-vision"),
+                anthropic_native=r.boolean("VISION_ANTHROPIC_NATIVE", False),
+            )
+        else:
+            # Still validate, so a typo is caught before VISION_URL is set.
+            r.boolean("VISION_ANTHROPIC_NATIVE", False)
+        keys = tuple(k.strip() for k in r.text("API_KEY", DEFAULT_API_KEY).split(","))
+        if not all(keys):
+            raise ConfigError("API_KEY", "one key or several comma-separated non-empty keys")
+        return cls(
+            port=r.integer("PORT", 3456, 1, 65535),
+            host=r.text("HOST", "0.0.0.0"),
+            api_keys=keys,
+            backend=backend,
+            vision=vision,
+            telemetry_enabled=r.boolean("TELEMETRY_ENABLED", False),
+            log_level=r.choice("LOG_LEVEL", "info", LOG_LEVELS),
+            max_request_bytes=r.integer("MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
+            connect_timeout=r.number("BACKEND_CONNECT_TIMEOUT", 10.0),
+            read_timeout=r.number("BACKEND_READ_TIMEOUT", 600.0),
+            ping_interval=r.number("STREAM_PING_INTERVAL", 10.0),
+            workers=r.integer("WORKERS", 1, 1, 256),
+            worker_connections=r.integer("WORKER_CONNECTIONS", 1000, 1, 100000),
+        )
+
+    @property
+    def backends(self) -> list[BackendSettings]:
+        return [self.backend] + ([self.vision] if self.vision else [])
+
+    def uses_default_key_publicly(self) -> bool:
+        """True when the well-known default key guards a non-loopback listener."""
+        return DEFAULT_API_KEY in self.api_keys and not _is_loopback(self.host)
+
+    def describe(self) -> dict:
+        return {
+            "PORT": self.port,
+            "HOST": self.host,
+            "API_KEY": ", ".join(mask(k) for k in self.api_keys),
+            "backends": [b.describe() for b in self.backends],
+            "TELEMETRY_ENABLED": self.telemetry_enabled,
+            "LOG_LEVEL": self.log_level,
+            "MAX_REQUEST_BYTES": self.max_request_bytes,
+            "BACKEND_CONNECT_TIMEOUT": self.connect_timeout,
+            "BACKEND_READ_TIMEOUT": self.read_timeout,
+            "STREAM_PING_INTERVAL": self.ping_interval,
+            "WORKERS": self.workers,
+            "WORKER_CONNECTIONS": self.worker_connections,
+        }
+
+    @property
+    def logging_level(self) -> int:
+        return getattr(logging, self.log_level.upper())
+
+
+def mask(secret: str | None) -> str | None:
+    """Show enough of a key to recognise it, never enough to use it."""
+    if not secret:
+        return None
+    if len(secret) <= 8:
+        return "****"
+    return f"{secret[:4]}…{secret[-2:]}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reader:
+    """Typed access to environment variables; every failure is a ConfigError."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"an integer from {low} to {high}", raw) from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"an integer from {low} to {high}", raw)
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, "a positive number of seconds", raw) from None
+        if not value > 0:
+            raise ConfigError(name, "a positive number of seconds", raw)
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False if value else default
+        raise ConfigError(name, "true or false", raw)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if raw.lower() not in choices:
+            raise ConfigError(name, "one of " + ", ".join(choices), raw)
+        return raw.lower()
+
+    def url(self, name: str, default: str | None) -> str:
+        raw = self.optional(name) or default
+        expected = "an http:// or https:// URL such as http://localhost:8000"
+        if raw is None:
+            raise ConfigError(name, expected)
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(name, expected, raw)
+        try:
+            parts.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError:
+            raise ConfigError(name, expected, raw) from None
+        url = raw.rstrip("/")
+        # People paste the OpenAI base URL (".../v1"); we add /v1 ourselves.
+        if url.endswith("/v1"):
+            url = url[: -len("/v1")]
+        return url

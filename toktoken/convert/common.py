@@ -1,0 +1,67 @@
+"""Small pieces shared by the response converter and the stream translator."""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+
+# Anthropic clients echo thinking blocks back with their signature and some
+# reject a block without one. The backend has no signature to give, so we send
+# a constant, recognisable one; it is dropped again when the block comes back.
+THINKING_SIGNATURE = base64.b64encode(b"toktoken:unsigned-local-reasoning").decode()
+
+_FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "eos": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def new_message_id() -> str:
+    return "msg_" + uuid.uuid4().hex[:24]
+
+
+def new_tool_use_id() -> str:
+    return "toolu_" + uuid.uuid4().hex[:24]
+
+
+def stop_reason(
+    finish_reason: str | None, matched_stop, *, has_tool_calls: bool
+) -> tuple[str, str | None]:
+    """Map OpenAI's finish_reason to Anthropic's (stop_reason, stop_sequence).
+
+    ``matched_stop`` is vLLM's ``choices[0].stop_reason``: the stop string that
+    ended generation (a string), or a token id (int) / None for EOS.
+    """
+    if finish_reason == "stop" and isinstance(matched_stop, str) and matched_stop:
+        return "stop_sequence", matched_stop
+    if has_tool_calls and finish_reason in (None, "stop", "tool_calls", "function_call"):
+        # Some servers say "stop" after a tool call: the client must still run it.
+        return "tool_use", None
+    return _FINISH_TO_STOP.get(finish_reason or "stop", "end_turn"), None
+
+
+def usage_from_openai(usage: dict | None) -> dict | None:
+    """OpenAI usage -> Anthropic usage; input_tokens excludes cache hits."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    cached = min(cached, prompt)
+    return {
+        "input_tokens": prompt - cached,
+        "output_tokens": completion,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
+
+
+def estimate_tokens(text_chars: int) -> int:
+    """Rough token count from a character count: ~4 characters per token for
+    English and code with BPE tokenizers (the usual rule of thumb)."""
+    return math.ceil(text_chars / 4) if text_chars > 0 else 0

@@ -1,0 +1,92 @@
+"""OpenAI chat completion -> Anthropic message. Pure."""
+
+from __future__ import annotations
+
+import json
+
+from .common import (
+    THINKING_SIGNATURE,
+    estimate_tokens,
+    new_message_id,
+    new_tool_use_id,
+    stop_reason,
+    usage_from_openai,
+)
+from .tool_json import parse_arguments
+
+
+class MalformedResponse(ValueError):
+    """The backend's 200 response is not a chat completion."""
+
+
+def to_anthropic_message(
+    completion: dict, requested_model: str, *, input_tokens_estimate: int = 0
+) -> dict:
+    choices = completion.get("choices") if isinstance(completion, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        raise MalformedResponse("the backend's response has no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+
+    content: list[dict] = []
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": THINKING_SIGNATURE})
+    text = message.get("content")
+    if isinstance(text, list):  # some servers return content parts
+        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+
+    calls = list(message.get("tool_calls") or [])
+    legacy = message.get("function_call")
+    if not calls and isinstance(legacy, dict) and legacy.get("name"):
+        calls.append({"id": None, "function": legacy})
+    for call in calls:
+        function = (call or {}).get("function") or {}
+        if not function.get("name"):
+            continue
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or new_tool_use_id(),
+                "name": function["name"],
+                "input": parse_arguments(function.get("arguments")),
+            }
+        )
+
+    reason, sequence = stop_reason(
+        choice.get("finish_reason"),
+        choice.get("stop_reason"),
+        has_tool_calls=any(b["type"] == "tool_use" for b in content),
+    )
+    usage = usage_from_openai(completion.get("usage")) or _estimated_usage(
+        content, input_tokens_estimate
+    )
+    return {
+        "id": new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": requested_model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage,
+    }
+
+
+def _estimated_usage(content: list[dict], input_tokens_estimate: int) -> dict:
+    chars = 0
+    for block in content:
+        if block["type"] == "text":
+            chars += len(block["text"])
+        elif block["type"] == "thinking":
+            chars += len(block["thinking"])
+        else:
+            chars += len(block["name"]) + len(json.dumps(block["input"]))
+    return {
+        "input_tokens": input_tokens_estimate,
+        "output_tokens": estimate_tokens(chars),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }

@@ -1,0 +1,108 @@
+"""Every error the gateway can return, with its status and wire shapes.
+
+Views raise these; one error handler turns them into responses. Nothing else
+in the code base builds error JSON.
+
+Retry policy (``x-should-retry``): clients retry on their own, and Claude Code
+retries 401/429/5xx ten times over about three minutes unless told not to
+(../shared/CLIENTS.md). We say "retry" only where waiting can help: a busy
+backend (429, 529). Everything else — bad input, a wrong key, a backend that
+refuses the request, is down or timed out — fails at once with a clear
+message, so a user is not left looking at a spinner for minutes.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "api_error"
+    # OpenAI's name for the same class of error, for the OpenAI route.
+    openai_type = "api_error"
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if status is not None:
+            self.status = status
+
+    def anthropic_body(self, request_id: str | None = None) -> dict:
+        body = {"type": "error", "error": {"type": self.type, "message": self.message}}
+        if request_id:
+            body["request_id"] = request_id
+        return body
+
+    def openai_body(self) -> dict:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.openai_type,
+                "param": self.param,
+                "code": self.type,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "true" if self.retryable else "false"}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    openai_type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    openai_type = "invalid_request_error"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    openai_type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    openai_type = "invalid_request_error"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "request_too_large"
+    openai_type = "invalid_request_error"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    openai_type = "rate_limit_error"
+    retryable = True
+
+
+class ApiError(GatewayError):
+    """Something failed inside the gateway or the backend answered nonsense."""
+
+
+class BackendUnavailable(GatewayError):
+    """The backend could not be reached (refused, DNS, reset) or failed with a 5xx."""
+
+    status = 502
+
+
+class BackendTimeout(GatewayError):
+    status = 504
+
+
+class Overloaded(GatewayError):
+    """The backend says it is at capacity (HTTP 503): worth a later retry."""
+
+    status = 529
+    type = "overloaded_error"
+    openai_type = "server_error"
+    retryable = True

@@ -1,0 +1,134 @@
+"""Relay an upstream stream to the client: the I/O loop around a translator.
+
+The loop is a plain generator of bytes, so Flask can serve it and gunicorn's
+gevent worker writes every item the moment it is yielded.
+
+A reader (a greenlet under gevent, a thread elsewhere) pulls upstream chunks
+into a queue; the generator waits on that queue with a short timeout. That
+gives us, without any busy loop:
+- a ``ping`` event whenever the backend has been silent for ``ping_interval``
+  (prefill of a long prompt can take minutes), so clients and proxies wait;
+- a check, once a second while silent, that the client is still connected,
+  so a silent backend is abandoned promptly when the client goes away.
+When the client disconnects while data flows, the write fails, the server
+closes this generator, and ``finally`` closes the upstream response.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import socket
+import threading
+from typing import Callable, Iterator
+
+from . import sse
+from .backends import UpstreamStream
+from .errors import BackendUnavailable, GatewayError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_PING = object()
+
+
+class ClientGone(Exception):
+    pass
+
+
+def client_gone_check(environ: dict) -> Callable[[], bool]:
+    """A cheap "has the client hung up?" test for the request's socket.
+
+    gunicorn exposes the socket as ``gunicorn.socket``. A readable socket whose
+    peek returns b"" has been closed by the peer. (Other servers: we rely on the
+    failed write instead.)
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    return gone
+
+
+def _pump(
+    upstream: UpstreamStream, ping_interval: float, client_gone: Callable[[], bool]
+) -> Iterator[object]:
+    """Yield upstream chunks, _PING while silent, then _END or a GatewayError."""
+    items: queue.Queue = queue.Queue()
+
+    def reader() -> None:
+        try:
+            for chunk in upstream:
+                items.put(chunk)
+            items.put(_END)
+        except GatewayError as exc:
+            items.put(exc)
+        except Exception as exc:  # never let the reader die silently
+            log.exception("upstream reader failed")
+            items.put(BackendUnavailable(f"backend stream failed: {type(exc).__name__}"))
+
+    threading.Thread(target=reader, name="upstream-reader", daemon=True).start()
+    tick = min(1.0, ping_interval)
+    silent = 0.0
+    while True:
+        try:
+            item = items.get(timeout=tick)
+        except queue.Empty:
+            silent += tick
+            if client_gone():
+                raise ClientGone()
+            if silent >= ping_interval:
+                silent = 0.0
+                yield _PING
+            continue
+        silent = 0.0
+        yield item
+        if item is _END or isinstance(item, GatewayError):
+            return
+
+
+def relay_anthropic(
+    upstream: UpstreamStream,
+    translator,
+    *,
+    ping_interval: float,
+    client_gone: Callable[[], bool],
+    on_done: Callable[[str], None],
+) -> Iterator[bytes]:
+    """Generate the client's SSE bytes. ``on_done(outcome)`` runs exactly once
+    however the stream ends: "ok", "error", or "client_gone"."""
+    outcome = "client_gone"
+    try:
+        yield sse.encode(translator.start())
+        for item in _pump(upstream, ping_interval, client_gone):
+            if item is _PING:
+                yield sse.PING
+            elif item is _END:
+                events = translator.finish()
+                outcome = "ok" if translator.phase == "finished" else "error"
+                yield sse.encode(events)
+            elif isinstance(item, GatewayError):
+                outcome = "error"
+                yield sse.encode(translator.fail(item))
+            else:
+                events = translator.feed(item)
+                if events:
+                    yield sse.encode(events)
+                if translator.phase == "failed":
+                    outcome = "error"
+                    return
+    except ClientGone:
+        pass
+    finally:
+        upstream.close()
+        on_done(outcome)

@@ -1,0 +1,139 @@
+"""Inbound Anthropic Messages payloads.
+
+The schema checks what the gateway relies on and nothing more. Unknown
+top-level fields, message fields, roles and block types are *kept* (marshmallow
+``INCLUDE``) and left to the converter to use or drop: a Claude Code release
+that adds a field must never get a 400 from us.
+"""
+
+from __future__ import annotations
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+
+# What each known block type needs to be usable. Unknown types need only "type".
+_BLOCK_REQUIRED = {
+    "text": {"text": str},
+    "tool_use": {"id": str, "name": str},
+    "tool_result": {"tool_use_id": str},
+    "image": {"source": dict},
+}
+
+
+class _Content(fields.Field):
+    """A message's content: a string or a list of typed blocks."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValidationError("must be a string or a list of content blocks")
+        errors = {}
+        for i, block in enumerate(value):
+            problem = _block_problem(block)
+            if problem:
+                errors[i] = [problem]
+        if errors:
+            raise ValidationError(errors)
+        return value
+
+
+def _block_problem(block) -> str | None:
+    if not isinstance(block, dict):
+        return "must be an object"
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        return "type: Field required (a string)"
+    for name, expected in _BLOCK_REQUIRED.get(kind, {}).items():
+        if not isinstance(block.get(name), expected):
+            return f"{name}: Field required for a {kind} block"
+    if kind == "image":
+        source = block["source"]
+        if source.get("type") == "base64" and not isinstance(source.get("data"), str):
+            return "source.data: Field required for a base64 image"
+        if source.get("type") == "url" and not isinstance(source.get("url"), str):
+            return "source.url: Field required for a url image"
+    return None
+
+
+class _System(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(b, dict) for b in value):
+            return value
+        raise ValidationError("must be a string or a list of text blocks")
+
+
+class MessageSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    # Any role string is accepted: "user", "assistant", Claude Code's mid-list
+    # "system", and whatever a future client sends (treated as user text).
+    role = fields.String(required=True)
+    content = _Content(required=True)
+
+
+class ToolSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.String(required=True)
+
+
+class MessagesRequestSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    model = fields.String(required=True, validate=validate.Length(min=1))
+    max_tokens = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    messages = fields.List(fields.Nested(MessageSchema), required=True)
+    system = _System()
+    stream = fields.Boolean()
+    temperature = fields.Float(allow_none=True)
+    top_p = fields.Float(allow_none=True)
+    top_k = fields.Integer(strict=True, allow_none=True)
+    stop_sequences = fields.List(fields.String(), allow_none=True)
+    tools = fields.List(fields.Nested(ToolSchema), allow_none=True)
+    tool_choice = fields.Dict(allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+    thinking = fields.Dict(allow_none=True)
+    output_config = fields.Dict(allow_none=True)
+
+
+class CountTokensRequestSchema(MessagesRequestSchema):
+    max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1))
+
+
+_messages_schema = MessagesRequestSchema()
+_count_tokens_schema = CountTokensRequestSchema()
+
+
+def load_messages_request(payload: object) -> dict:
+    """Validate a Messages request; raise ValidationError with field paths."""
+    return _load(_messages_schema, payload)
+
+
+def load_count_tokens_request(payload: object) -> dict:
+    """Like a Messages request, without max_tokens."""
+    return _load(_count_tokens_schema, payload)
+
+
+def _load(schema: Schema, payload: object) -> dict:
+    if not isinstance(payload, dict):
+        raise ValidationError({"_schema": ["the request body must be a JSON object"]})
+    return schema.load(payload)
+
+
+def first_error(errors: dict | list, prefix: str = "") -> str:
+    """Flatten marshmallow's nested error dict into 'messages.0.content: ...'."""
+    if isinstance(errors, list):
+        item = errors[0]
+        if isinstance(item, (dict, list)):
+            return first_error(item, prefix)
+        return f"{prefix}: {item}" if prefix else str(item)
+    key, value = next(iter(errors.items()))
+    path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+    if isinstance(value, (dict, list)):
+        return first_error(value, path)
+    return f"{path}: {value}"
