@@ -33,13 +33,16 @@ def parse_arguments(raw: str | dict | None) -> dict:
             return value
     except ValueError:
         pass
-    # Python-literal style: {'a': 'b', 'c': True}.
-    try:
-        value = ast.literal_eval(text)
+    # Python-literal style: {'a': 'b', 'c': True}, possibly followed by
+    # garbage: try each closing brace from the end (a bounded number of them).
+    ends = [i for i, ch in enumerate(text) if ch == "}"][-20:]
+    for end in reversed(ends):
+        try:
+            value = ast.literal_eval(text[: end + 1])
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            continue
         if isinstance(value, dict):
             return json.loads(json.dumps(value, default=str))
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-        pass
     # Truncated (max_tokens cut the arguments): close what is open.
     scanner = JsonPrefix()
     accepted = scanner.feed(text)

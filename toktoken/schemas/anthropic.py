@@ -89,7 +89,7 @@ class MessagesRequestSchema(Schema):
     max_tokens = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     messages = fields.List(fields.Nested(MessageSchema), required=True)
     system = _System()
-    stream = fields.Boolean()
+    stream = fields.Boolean(truthy={True}, falsy={False})
     temperature = fields.Float(allow_none=True)
     top_p = fields.Float(allow_none=True)
     top_k = fields.Integer(strict=True, allow_none=True)

@@ -1,0 +1,136 @@
+"""One test per row of the error table: status, Anthropic shape, retry hint."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import pytest
+import requests
+
+from .conftest import KEY, post
+from .fake_backend import Json, Text
+
+
+def body(**fields):
+    return {"model": "claude-x", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}], **fields}  # fmt: skip
+
+
+def assert_error(r, status, err_type, *, retry=False, contains=None):
+    assert r.status_code == status, r.text
+    data = r.json()
+    assert data["type"] == "error"
+    assert data["error"]["type"] == err_type
+    assert data["request_id"] == r.headers["request-id"]
+    assert r.headers["x-should-retry"] == ("true" if retry else "false")
+    assert "Traceback" not in r.text
+    if contains:
+        assert contains in data["error"]["message"], data["error"]["message"]
+    return data
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ("{not json", "not valid JSON"),
+        ("", "empty"),
+        ("[1, 2]", "JSON object"),
+        ({"max_tokens": 10, "messages": []}, "model"),
+        ({"model": "m", "messages": []}, "max_tokens"),
+        ({"model": "m", "max_tokens": 10}, "messages"),
+        (body(max_tokens="10"), "max_tokens"),
+        (body(max_tokens=0), "max_tokens"),
+        (body(messages="hi"), "messages"),
+        (body(messages=[{"role": "user"}]), "messages.0.content"),
+        (body(messages=[{"role": "user", "content": 5}]), "messages.0.content"),
+        (body(messages=[{"role": "user", "content": [{"text": "no type"}]}]), "messages.0.content.0"),
+        (body(messages=[{"role": "assistant", "content": [{"type": "tool_use", "id": "x"}]}]),
+         "messages.0.content.0: name"),
+        (body(stream="yes"), "stream"),
+        (body(tools=[{"description": "no name"}]), "tools.0.name"),
+    ],
+)  # fmt: skip
+def test_invalid_request_is_400_naming_the_field(gateway, payload, field):
+    assert_error(post(gateway, payload), 400, "invalid_request_error", contains=field)
+
+
+def test_missing_key_is_401(gateway):
+    r = requests.post(gateway.url + "/v1/messages", json=body())
+    assert_error(r, 401, "authentication_error", contains="missing API key")
+
+
+def test_wrong_key_is_401_both_header_styles(gateway):
+    assert_error(post(gateway, body(), headers={"x-api-key": "nope"}), 401, "authentication_error")
+    r = requests.post(gateway.url + "/v1/messages", json=body(), headers={"Authorization": "Bearer nope"})
+    assert_error(r, 401, "authentication_error", contains="invalid API key")
+
+
+def test_unknown_route_is_404(gateway):
+    assert_error(post(gateway, body(), path="/v1/nothing"), 404, "not_found_error")
+    assert_error(requests.get(gateway.url + "/nope"), 404, "not_found_error")
+
+
+def test_body_over_limit_is_413(gateway_factory):
+    gw = gateway_factory(MAX_REQUEST_BYTES="2048")
+    big = body(messages=[{"role": "user", "content": "x" * 5000}])
+    assert_error(post(gw, big), 413, "request_too_large", contains="2048")
+
+
+def test_backend_4xx_is_400_with_backends_message(gateway, backend):
+    msg = "This model's maximum context length is 2048 tokens. However, you requested 3034 tokens"
+    backend.handler = lambda req: Json({"error": {"message": msg, "type": "invalid_request_error"}}, 400)
+    assert_error(post(gateway, body()), 400, "invalid_request_error", contains=msg)
+
+
+def test_backend_422_detail_is_400(gateway, backend):
+    backend.handler = lambda req: Json({"detail": [{"msg": "field required"}]}, 422)
+    assert_error(post(gateway, body()), 400, "invalid_request_error", contains="field required")
+
+
+def test_backend_429_is_429_and_retryable(gateway, backend):
+    backend.handler = lambda req: Json({"error": {"message": "slow down"}}, 429)
+    assert_error(post(gateway, body()), 429, "rate_limit_error", retry=True, contains="slow down")
+
+
+def test_backend_503_is_529_overloaded(gateway, backend):
+    backend.handler = lambda req: Text("Service Unavailable", 503)
+    assert_error(post(gateway, body()), 529, "overloaded_error", retry=True)
+
+
+def test_backend_500_is_502_api_error_without_retry(gateway, backend):
+    backend.handler = lambda req: Text("Internal Server Error: pydantic says no", 500)
+    assert_error(post(gateway, body()), 502, "api_error", contains="pydantic says no")
+
+
+def test_backend_unreachable_names_the_url(gateway_factory):
+    gw = gateway_factory(VLLM_URL="http://127.0.0.1:9")
+    assert_error(post(gw, body()), 502, "api_error", contains="http://127.0.0.1:9")
+    assert_error(post(gw, body(stream=True)), 502, "api_error", contains="unreachable")
+
+
+def test_backend_timeout_is_504(gateway_factory, backend):
+    gw = gateway_factory(BACKEND_READ_TIMEOUT="0.5")
+    backend.handler = lambda req: (time.sleep(1.5), Json({}))[1]
+    assert_error(post(gw, body()), 504, "api_error", contains="did not answer within 0.5s")
+
+
+def test_streaming_errors_before_first_byte_are_http_errors(gateway, backend):
+    backend.handler = lambda req: Json({"error": {"message": "slow down"}}, 429)
+    r = post(gateway, body(stream=True))
+    assert r.headers["content-type"].startswith("application/json")
+    assert_error(r, 429, "rate_limit_error", retry=True)
+
+
+def test_sdk_does_not_retry_errors_that_will_not_clear(gateway, backend):
+    backend.handler = lambda req: Text("boom", 500)
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY)  # default: 2 retries
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 502
+    assert len(backend.chat_requests) == 1  # x-should-retry: false was honoured
+
+
+def test_method_not_allowed_is_clean(gateway):
+    r = requests.get(gateway.url + "/v1/messages", headers={"x-api-key": KEY})
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
