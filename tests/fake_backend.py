@@ -126,13 +126,17 @@ def default_handler(req: Recorded):
 # The server ------------------------------------------------------------------
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default backlog (5) resets bursts of connections
+
+
 class FakeBackend:
     def __init__(self) -> None:
         self.handler = default_handler
         self.requests: list[Recorded] = []
         self.disconnects: list[float] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self.server = _Server(("127.0.0.1", 0), _make_handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
