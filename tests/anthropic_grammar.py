@@ -73,7 +73,9 @@ def parse_frames(raw: bytes | str) -> list[tuple[str, dict]]:
 
 
 def validate(raw_or_events) -> Transcript:
-    events = parse_frames(raw_or_events) if isinstance(raw_or_events, (bytes, str)) else raw_or_events
+    events = (
+        parse_frames(raw_or_events) if isinstance(raw_or_events, (bytes, str)) else raw_or_events
+    )
     t = Transcript(events=list(events))
     state = "start"  # start -> message -> (block) -> delta_sent -> stopped | errored
     open_block = None
@@ -89,7 +91,11 @@ def validate(raw_or_events) -> Transcript:
                 raise GrammarError(f"first event is {name}, not message_start")
             message = data["message"]
             usage = message.get("usage")
-            if not isinstance(usage, dict) or "input_tokens" not in usage or "output_tokens" not in usage:
+            if (
+                not isinstance(usage, dict)
+                or "input_tokens" not in usage
+                or "output_tokens" not in usage
+            ):
                 raise GrammarError("message_start without usage.input_tokens/output_tokens")
             if message.get("role") != "assistant" or message.get("content") != []:
                 raise GrammarError("message_start message is not an empty assistant message")
@@ -104,7 +110,9 @@ def validate(raw_or_events) -> Transcript:
             continue
         if name == "content_block_start":
             if state != "message" or open_block is not None:
-                raise GrammarError("content_block_start while a block is open or after message_delta")
+                raise GrammarError(
+                    "content_block_start while a block is open or after message_delta"
+                )
             if data["index"] != next_index:
                 raise GrammarError(f"block index {data['index']}, expected {next_index}")
             block = dict(data["content_block"])

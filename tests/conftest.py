@@ -110,7 +110,9 @@ def post(gateway, body, *, path="/v1/messages", headers=None, stream=False, time
     hdrs = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     hdrs.update(headers or {})
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return requests.post(gateway.url + path, data=data, headers=hdrs, stream=stream, timeout=timeout)
+    return requests.post(
+        gateway.url + path, data=data, headers=hdrs, stream=stream, timeout=timeout
+    )
 
 
 def load_fixture(name: str) -> dict:

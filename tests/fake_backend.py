@@ -94,7 +94,9 @@ def text_stream(text_pieces: list[str], finish="stop", usage=(10, None)) -> Sse:
     items.append(chunk({}, finish_reason=finish))
     if usage:
         prompt, completion = usage
-        items.append(usage_chunk(prompt, completion if completion is not None else len(text_pieces)))
+        items.append(
+            usage_chunk(prompt, completion if completion is not None else len(text_pieces))
+        )
     return Sse(items)
 
 

@@ -69,7 +69,9 @@ def tool_call_stream(call_id: str, command: str, *, thinking: str | None = None)
     items.append(chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
                                         "function": {"name": "Bash", "arguments": ""}}]}))  # fmt: skip
     for i in range(0, len(args), 7):  # streamed in fragments, as vLLM does
-        items.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 7]}}]}))
+        items.append(
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 7]}}]})
+        )
     items += [chunk({}, "tool_calls"), usage_chunk(900, 40)]
     return Sse(items)
 
@@ -108,13 +110,18 @@ def _tool_loop(gateway, backend, tmp_path, *, thinking):
     assert result["_exit"] == 0, result
     assert result["result"] == "Done: out.txt now contains hi."
     assert (work / "out.txt").read_text().strip() == "hi"
-    second = [r for r in backend.chat_requests if r.body.get("tools") and last_upstream_role(r) == "tool"]
+    second = [
+        r for r in backend.chat_requests if r.body.get("tools") and last_upstream_role(r) == "tool"
+    ]
     assert second, "Claude Code never sent the tool result back"
     messages = second[0].body["messages"]
     assistant = [m for m in messages if m["role"] == "assistant"][-1]
     assert assistant["tool_calls"][0]["id"] == "call_bash_1"
     assert assistant["tool_calls"][0]["function"]["name"] == "Bash"
-    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])["command"] == "echo hi > out.txt"
+    assert (
+        json.loads(assistant["tool_calls"][0]["function"]["arguments"])["command"]
+        == "echo hi > out.txt"
+    )
     tool_msg = messages[-1]
     assert tool_msg["tool_call_id"] == "call_bash_1"
     return messages

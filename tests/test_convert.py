@@ -185,7 +185,12 @@ def test_response_text_thinking_and_tools_in_order():
     assert msg["id"].startswith("msg_") and msg["model"] == "claude-opus-5-5"
     assert [b["type"] for b in msg["content"]] == ["thinking", "text", "tool_use"]
     assert msg["content"][0]["signature"]
-    assert msg["content"][2] == {"type": "tool_use", "id": "call_9", "name": "Bash", "input": {"command": "ls"}}
+    assert msg["content"][2] == {
+        "type": "tool_use",
+        "id": "call_9",
+        "name": "Bash",
+        "input": {"command": "ls"},
+    }
     assert msg["stop_reason"] == "tool_use"
     assert msg["usage"] == {"input_tokens": 30, "output_tokens": 9,
                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 20}  # fmt: skip
@@ -213,5 +218,7 @@ def test_tool_arguments_repair(raw, expected):
 
 
 def test_response_without_usage_is_estimated_not_zero():
-    msg = to_anthropic_message(_completion({"content": "some words here"}), "m", input_tokens_estimate=42)
+    msg = to_anthropic_message(
+        _completion({"content": "some words here"}), "m", input_tokens_estimate=42
+    )
     assert msg["usage"]["input_tokens"] == 42 and msg["usage"]["output_tokens"] > 0

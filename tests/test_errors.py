@@ -62,7 +62,9 @@ def test_missing_key_is_401(gateway):
 
 def test_wrong_key_is_401_both_header_styles(gateway):
     assert_error(post(gateway, body(), headers={"x-api-key": "nope"}), 401, "authentication_error")
-    r = requests.post(gateway.url + "/v1/messages", json=body(), headers={"Authorization": "Bearer nope"})
+    r = requests.post(
+        gateway.url + "/v1/messages", json=body(), headers={"Authorization": "Bearer nope"}
+    )
     assert_error(r, 401, "authentication_error", contains="invalid API key")
 
 
@@ -79,7 +81,9 @@ def test_body_over_limit_is_413(gateway_factory):
 
 def test_backend_4xx_is_400_with_backends_message(gateway, backend):
     msg = "This model's maximum context length is 2048 tokens. However, you requested 3034 tokens"
-    backend.handler = lambda req: Json({"error": {"message": msg, "type": "invalid_request_error"}}, 400)
+    backend.handler = lambda req: Json(
+        {"error": {"message": msg, "type": "invalid_request_error"}}, 400
+    )
     assert_error(post(gateway, body()), 400, "invalid_request_error", contains=msg)
 
 

@@ -46,13 +46,17 @@ def test_raw_x_api_key_and_beta_query_string(gateway, backend):
     r = post(gateway, body(), path="/v1/messages?beta=true")
     assert r.status_code == 200, r.text
     data = r.json()
-    assert data["type"] == "message" and data["content"][0]["text"] == "Hello from the fake backend."
+    assert (
+        data["type"] == "message" and data["content"][0]["text"] == "Hello from the fake backend."
+    )
     assert r.headers["request-id"].startswith("req_")
 
 
 def test_sdk_x_api_key_style_client(gateway, backend):
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
-    msg = client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    msg = client.messages.create(
+        model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+    )
     assert msg.content[0].text == "Hello from the fake backend."
 
 

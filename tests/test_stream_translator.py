@@ -174,7 +174,9 @@ def test_broken_tool_arguments_still_parse(raw, expected):
 
 
 def test_stop_sequence_named_by_vllm():
-    events, _ = run([chunk({"content": "a"}), chunk({}, "stop", choice_extra={"stop_reason": "END"})])
+    events, _ = run(
+        [chunk({"content": "a"}), chunk({}, "stop", choice_extra={"stop_reason": "END"})]
+    )
     t = validate(events)
     assert t.stop_reason == "stop_sequence" and t.stop_sequence == "END"
 
@@ -200,7 +202,9 @@ def test_stream_cut_before_finish_closes_block_then_errors():
 
 def test_fail_mid_tool_call_closes_it_with_valid_json():
     t = StreamTranslator("m")
-    events = t.start() + t.feed(chunk({"tool_calls": [tool_delta(0, id="c", name="T", args='{"a": "b')]}))
+    events = t.start() + t.feed(
+        chunk({"tool_calls": [tool_delta(0, id="c", name="T", args='{"a": "b')]})
+    )
     events += t.fail(Overloaded("busy"))
     tr = validate(events)
     assert tr.blocks[0]["input"] == {"a": "b"}

@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
-import requests
 
 from .anthropic_grammar import parse_frames, validate
 from .conftest import KEY, post
@@ -79,7 +78,7 @@ def test_thinking_text_and_tool_call_golden_sequence(gateway, backend):
     ]
     middle = t.events[1:-2]
     assert len(middle) == len(golden)
-    for (name, data), (g_name, g_part) in zip(middle, golden):
+    for (name, data), (g_name, g_part) in zip(middle, golden, strict=False):
         assert name == g_name
         if g_part is not None:
             part = data.get("content_block") or data.get("delta")
@@ -212,7 +211,8 @@ def test_sdk_raw_event_iteration(gateway, backend):
                                          messages=[{"role": "user", "content": "x"}]))  # fmt: skip
     assert events[0].type == "message_start" and events[-1].type == "message_stop"
     assert "".join(e.delta.text for e in events if e.type == "content_block_delta") == (
-        "Hello from the fake backend.")
+        "Hello from the fake backend."
+    )
 
 
 def test_sdk_raises_on_mid_stream_error(gateway, backend):

@@ -51,7 +51,9 @@ def check(settings: Settings) -> int:
         if health.reachable:
             models = ", ".join(health.models or []) or "-"
             note = f" ({health.detail})" if health.detail else ""
-            print(f"  {health.name}: {health.url} reachable in {health.latency_ms} ms{note}; models: {models}")
+            print(
+                f"  {health.name}: {health.url} reachable in {health.latency_ms} ms{note}; models: {models}"
+            )
         else:
             ok = ok and health.name != "default"
             print(f"  {health.name}: {health.url} NOT reachable: {health.detail}")

@@ -99,7 +99,9 @@ def _error_response(err: GatewayError):
     else:
         body = err.anthropic_body(request_id)
     if err.status >= 500 or err.status in (401, 403):
-        log.warning("%s %s -> %s %s: %s", request.method, request.path, err.status, err.type, err.message)
+        log.warning(
+            "%s %s -> %s %s: %s", request.method, request.path, err.status, err.type, err.message
+        )
     response = jsonify(body)
     response.status_code = err.status
     response.headers.update(err.headers())

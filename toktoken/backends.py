@@ -10,8 +10,8 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import requests
 import sseclient
@@ -54,7 +54,7 @@ class UpstreamStream:
     """An open upstream SSE response. Iterate for parsed JSON chunks; always
     ``close()`` it (closing is what makes vLLM stop generating)."""
 
-    def __init__(self, response: requests.Response, backend: "BackendClient"):
+    def __init__(self, response: requests.Response, backend: BackendClient):
         self.response = response
         self.backend = backend
         self._closed = False
@@ -260,7 +260,11 @@ class BackendClient:
         with response:
             if response.status_code >= 400:
                 return Health(
-                    self.name, self.url, True, latency, f"/v1/models returned {response.status_code}"
+                    self.name,
+                    self.url,
+                    True,
+                    latency,
+                    f"/v1/models returned {response.status_code}",
                 )
             try:
                 models = [m["id"] for m in response.json().get("data", []) if m.get("id")]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_API_KEY = "sk-anthropic-router"
@@ -71,7 +71,7 @@ class Settings:
     worker_connections: int = 1000
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         r = _Reader(env)
         backend = BackendSettings(

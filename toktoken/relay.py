@@ -21,7 +21,7 @@ import queue
 import select
 import socket
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from . import sse
 from .backends import UpstreamStream
@@ -86,7 +86,7 @@ def _pump(
         except queue.Empty:
             silent += tick
             if client_gone():
-                raise ClientGone()
+                raise ClientGone() from None
             if silent >= ping_interval:
                 silent = 0.0
                 yield _PING

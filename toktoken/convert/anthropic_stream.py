@@ -214,7 +214,10 @@ class StreamTranslator:
         ]
 
     def _delta(self, index: int, delta: dict) -> Event:
-        return ("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        return (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": delta},
+        )
 
     def _close_open(self) -> list[Event]:
         if self._open is None:
@@ -223,11 +226,15 @@ class StreamTranslator:
         self._open = None
         events: list[Event] = []
         if kind == "thinking":
-            events.append(self._delta(index, {"type": "signature_delta", "signature": THINKING_SIGNATURE}))
+            events.append(
+                self._delta(index, {"type": "signature_delta", "signature": THINKING_SIGNATURE})
+            )
         elif kind == "tool_use":
             tail = self._json_tail(tool)
             if tail:
-                events.append(self._delta(index, {"type": "input_json_delta", "partial_json": tail}))
+                events.append(
+                    self._delta(index, {"type": "input_json_delta", "partial_json": tail})
+                )
             tool.state = "closed"
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         return events
