@@ -4,6 +4,7 @@ client -> gunicorn/gevent gateway -> scripted fake backend."""
 from __future__ import annotations
 
 import json
+import time
 
 import anthropic
 import pytest
@@ -104,6 +105,17 @@ def test_models_in_both_shapes(gateway):
     assert anth["has_more"] is False and anth["first_id"] == "fake-model"
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
     assert [m.id for m in client.models.list()] == ["fake-model"]
+
+
+def test_backends_are_probed_at_startup_with_one_line(gateway):
+    def lines():
+        return [x for x in gateway.log().splitlines() if "toktoken.gateway: backend default" in x]
+
+    deadline = time.monotonic() + 10  # the probe runs beside the worker's start-up
+    while not lines() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = lines()
+    assert len(lines) == 1 and "is reachable" in lines[0] and "fake-model" in lines[0]
 
 
 def test_health_and_head_need_no_key(gateway):

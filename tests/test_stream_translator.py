@@ -244,3 +244,10 @@ def test_validator_rejects_a_block_left_open():
                ("message_stop", {"type": "message_stop"})]  # fmt: skip
     with pytest.raises(GrammarError):
         validate(events)
+
+
+def test_capacity_error_inside_the_stream_is_overloaded():
+    events, _ = run(
+        [chunk({"content": "a"}), {"error": {"message": "Server overloaded", "code": 503}}]
+    )
+    assert validate(events).error["type"] == "overloaded_error"

@@ -25,7 +25,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from ..errors import ApiError, GatewayError
+from ..errors import ApiError, GatewayError, Overloaded
 from .common import (
     THINKING_SIGNATURE,
     estimate_tokens,
@@ -102,9 +102,7 @@ class StreamTranslator:
         if not isinstance(chunk, dict):
             return []
         if isinstance(chunk.get("error"), (dict, str)):
-            err = chunk["error"]
-            message = err.get("message") if isinstance(err, dict) else err
-            return self.fail(ApiError(f"the backend failed mid-stream: {message}"))
+            return self.fail(_stream_error(chunk["error"]))
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         events: list[Event] = []
@@ -336,3 +334,19 @@ class StreamTranslator:
                 if candidate.startswith(tool.sent):
                     return candidate[len(tool.sent) :]
         return scanner.completion()
+
+
+def _stream_error(err: dict | str) -> GatewayError:
+    """An error object sent inside the stream. Capacity problems (vLLM's
+    "server overloaded", a 503/529 code, no KV-cache room) become
+    overloaded_error, which clients retry later; anything else is api_error."""
+    if isinstance(err, dict):
+        message = str(err.get("message") or err)
+        code = err.get("code")
+        kind = str(err.get("type") or "")
+    else:
+        message, code, kind = err, None, ""
+    text = f"{kind} {message}".lower()
+    if code in (503, 529, "503", "529") or any(w in text for w in ("overload", "capacity")):
+        return Overloaded(f"the backend is overloaded: {message}")
+    return ApiError(f"the backend failed mid-stream: {message}")
