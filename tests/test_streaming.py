@@ -13,7 +13,7 @@ import anthropic
 
 from .anthropic_grammar import parse_frames, validate
 from .conftest import KEY, post
-from .fake_backend import Pause, Sse, chunk, default_handler, text_stream, usage_chunk
+from .fake_backend import Pause, Sse, chunk, completion, default_handler, text_stream, usage_chunk
 
 
 def body(**fields):
@@ -159,6 +159,17 @@ def test_cut_mid_stream_closes_block_then_errors(gateway, backend):
     _, t = stream_events(gateway)
     assert t.blocks[0]["text"] == "partial answer"
     assert t.error["type"] == "api_error"
+
+
+def test_backend_answering_json_to_a_stream_request_is_replayed_as_events(gateway, backend):
+    backend.handler = lambda req: completion(
+        "Plain JSON.", tool_calls=[{"id": "c9", "type": "function",
+                                    "function": {"name": "T", "arguments": '{"a": 1}'}}],
+        finish="tool_calls", usage=(9, 4))  # fmt: skip
+    _, t = stream_events(gateway)
+    assert [b["type"] for b in t.blocks] == ["text", "tool_use"]
+    assert t.blocks[1]["input"] == {"a": 1} and t.stop_reason == "tool_use"
+    assert t.usage["output_tokens"] == 4
 
 
 def test_silent_upstream_gets_pings(gateway, backend):

@@ -60,6 +60,12 @@ class UpstreamStream:
         self._closed = False
 
     def __iter__(self) -> Iterator[dict]:
+        content_type = self.response.headers.get("Content-Type", "")
+        if content_type.startswith("application/json"):
+            # A server that ignores stream: true (or reports an error with a
+            # 200) answers with one JSON document: replay it as one chunk.
+            yield from self._json_as_chunks()
+            return
         client = sseclient.SSEClient(_raw_chunks(self.response))
         try:
             for event in client.events():
@@ -89,6 +95,32 @@ class UpstreamStream:
             raise BackendUnavailable(
                 f"backend {self.backend.url} broke the stream: {type(exc).__name__}"
             ) from exc
+
+    def _json_as_chunks(self) -> Iterator[dict]:
+        try:
+            body = json.loads(self.response.content)
+        except (ValueError, requests.RequestException):
+            return
+        if not isinstance(body, dict):
+            return
+        if "error" in body:
+            yield body
+            return
+        chunk = {"choices": [], "usage": body.get("usage")}
+        for choice in body.get("choices") or []:
+            message = dict(choice.get("message") or {})
+            calls = message.get("tool_calls")
+            if calls:
+                message["tool_calls"] = [dict(c, index=i) for i, c in enumerate(calls)]
+            chunk["choices"].append(
+                {
+                    "index": choice.get("index", 0),
+                    "delta": message,
+                    "finish_reason": choice.get("finish_reason"),
+                    "stop_reason": choice.get("stop_reason"),
+                }
+            )
+        yield chunk
 
     def close(self) -> None:
         if self._closed:
