@@ -39,10 +39,9 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
 def post_worker_init(worker):
-    # Probe the backends once, from the first worker, without delaying it.
-    if worker.age == 1:
-        import threading
+    # Probe the backends and learn their capabilities without delaying the
+    # worker; only the first worker logs the probe lines.
+    import threading
 
-        from toktoken.gateway import Gateway
-
-        threading.Thread(target=Gateway(_settings).log_probes, daemon=True).start()
+    gateway = worker.wsgi.extensions["toktoken"]
+    threading.Thread(target=gateway.startup, args=(worker.age == 1,), daemon=True).start()

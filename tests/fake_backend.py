@@ -120,6 +120,8 @@ def completion(content="Hello!", *, tool_calls=None, finish="stop", usage=(12, 3
 def default_handler(req: Recorded):
     if req.path.endswith("/models"):
         return Json({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+    if not req.path.startswith("/v1/chat/completions"):
+        return Json({"detail": "Not Found"}, 404)
     if req.stream:
         return text_stream(["Hello", " from", " the", " fake", " backend."])
     return completion("Hello from the fake backend.")

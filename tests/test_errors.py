@@ -80,11 +80,36 @@ def test_body_over_limit_is_413(gateway_factory):
 
 
 def test_backend_4xx_is_400_with_backends_message(gateway, backend):
-    msg = "This model's maximum context length is 2048 tokens. However, you requested 3034 tokens"
+    msg = "'tool_choice' must be one of auto, none, required"
     backend.handler = lambda req: Json(
         {"error": {"message": msg, "type": "invalid_request_error"}}, 400
     )
     assert_error(post(gateway, body()), 400, "invalid_request_error", contains=msg)
+
+
+@pytest.mark.parametrize(
+    "error_body, expected",
+    [
+        ({"error": {"message": "This model's maximum context length is 2048 tokens. However, you "
+                               "requested 3034 tokens (3024 in the messages, 10 in the completion).",
+                    "type": "invalid_request_error", "code": "context_length_exceeded"}},
+         "prompt is too long: 3024 tokens > 2048 maximum"),
+        ({"error": {"code": 400, "message": "the request exceeds the available context size, try "
+                    "increasing it", "type": "exceed_context_size_error", "n_prompt_tokens": 5000,
+                    "n_ctx": 4096}},
+         "prompt is too long: 5000 tokens > 4096 maximum"),
+        ({"object": "error", "message": "This model's maximum context length is 32768 tokens. However, "
+          "your request has 40000 input tokens. Please reduce the length of the input messages.",
+          "type": "BadRequestError", "code": 400},
+         "prompt is too long"),
+    ],
+)  # fmt: skip
+def test_backend_context_overflow_speaks_anthropics_words(
+    gateway_factory, backend, error_body, expected
+):
+    gw = gateway_factory(VLLM_KIND="openai")
+    backend.handler = lambda req: Json(error_body, 400)
+    assert_error(post(gw, body()), 400, "invalid_request_error", contains=expected)
 
 
 def test_backend_422_detail_is_400(gateway, backend):

@@ -251,3 +251,17 @@ def test_capacity_error_inside_the_stream_is_overloaded():
         [chunk({"content": "a"}), {"error": {"message": "Server overloaded", "code": 503}}]
     )
     assert validate(events).error["type"] == "overloaded_error"
+
+
+def test_length_stop_distinguishes_max_tokens_from_a_full_context():
+    def final(usage, max_tokens):
+        t = StreamTranslator("m", max_tokens=max_tokens)
+        events = t.start() + t.feed(chunk({"content": "x"})) + t.feed(chunk({}, "length"))
+        if usage:
+            events += t.feed(usage_chunk(5, usage))
+        return validate(events + t.finish()).stop_reason
+
+    assert final(50, 50) == "max_tokens"
+    assert final(49, 50) == "model_context_window_exceeded"  # exact usage: below the limit
+    assert final(None, 1) == "max_tokens"  # counted: 1 token of 1
+    assert final(None, 1000) == "model_context_window_exceeded"  # counted: far below

@@ -128,9 +128,16 @@ def test_llama_cpp_style_repeated_ids_without_usage(gateway, backend):
 
 
 def test_finish_reason_length(gateway, backend):
-    backend.handler = lambda req: text_stream(["a", "b"], finish="length")
-    _, t = stream_events(gateway)
+    backend.handler = lambda req: text_stream(["a", "b"], finish="length", usage=(10, 100))
+    _, t = stream_events(gateway, body(max_tokens=100))
     assert t.stop_reason == "max_tokens"
+
+
+def test_length_far_below_max_tokens_is_the_context_window(gateway, backend):
+    # llama.cpp says "length" when the context fills up, and sends no usage
+    backend.handler = lambda req: text_stream(["a", "b"], finish="length", usage=None)
+    _, t = stream_events(gateway, body(max_tokens=32000))
+    assert t.stop_reason == "model_context_window_exceeded"
 
 
 def test_stop_sequence(gateway, backend):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from .errors import (
     GatewayError,
     InvalidRequest,
     Overloaded,
+    PromptTooLong,
     RateLimited,
 )
 
@@ -180,6 +182,9 @@ class BackendClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "toktoken"
+        # A context window read off the backend's own overflow error, for
+        # servers that do not report it anywhere else (llama-cpp-python).
+        self.learned_context: int | None = None
         if settings.api_key:
             self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
             if settings.anthropic_native:
@@ -257,6 +262,13 @@ class BackendClient:
         """Map a backend's HTTP error to the error our client should see."""
         detail = _error_message(content)
         where = f"backend {self.url} returned {status}"
+        if status in (400, 413, 422):
+            overflow = parse_context_overflow(detail, content)
+            if overflow is not None:
+                prompt_tokens, context = overflow
+                if context:
+                    self.learned_context = context
+                return PromptTooLong(prompt_tokens, context)
         if status == 429:
             return RateLimited(f"{where}: {detail}")
         if status == 503:
@@ -269,6 +281,72 @@ class BackendClient:
         if status == 504:
             return BackendTimeout(f"{where}: {detail}")
         return BackendUnavailable(f"{where}: {detail}")
+
+    # Soft calls (discovery): (status, json) or (None, None) when unreachable --
+
+    def get_json(self, path: str, timeout: float = 3.0) -> tuple[int | None, object]:
+        return self._soft("GET", path, None, timeout)
+
+    def post_json_soft(
+        self, path: str, body: dict, timeout: float = 3.0
+    ) -> tuple[int | None, object]:
+        return self._soft("POST", path, body, timeout)
+
+    def _soft(self, method: str, path: str, body, timeout: float):
+        try:
+            response = self.session.request(
+                method,
+                self.url + path,
+                json=body,
+                timeout=(min(self.connect_timeout, timeout), timeout),
+            )
+        except requests.RequestException:
+            return None, None
+        with response:
+            try:
+                return response.status_code, response.json()
+            except ValueError:
+                return response.status_code, None
+
+    # Token counting -------------------------------------------------------------
+
+    def count_prompt_tokens(self, method: str, body: dict) -> int:
+        """Exact prompt tokens of a chat request, by ``method`` (see
+        capabilities.py). Raises GatewayError when the backend cannot say."""
+        if method == "vllm-tokenize":
+            request = {
+                "model": body["model"],
+                "messages": body["messages"],
+                "add_generation_prompt": True,
+            }
+            for key in ("tools", "chat_template_kwargs"):
+                if body.get(key):
+                    request[key] = body[key]
+            return int(self.post_json("/tokenize", request)["count"])
+        if method == "llamacpp-template":
+            template = {
+                k: v for k, v in body.items() if k in ("messages", "tools", "chat_template_kwargs")
+            }
+            prompt = self.post_json("/apply-template", template)["prompt"]
+            tokens = self.post_json("/tokenize", {"content": prompt, "add_special": True})["tokens"]
+            return len(tokens)
+        if method == "llamacpp-python-text":
+            return int(
+                self.post_json("/extras/tokenize/count", {"input": _rendered_text(body)})["count"]
+            )
+        if method == "probe":
+            # Ask the server itself: one token of generation, read its usage.
+            # Exact whatever the chat template; costs one prefill.
+            probe = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+            probe["max_tokens"] = 1
+            try:
+                answer = self.post_json("/v1/chat/completions", probe)
+            except PromptTooLong as exc:
+                if exc.prompt_tokens is not None:
+                    return exc.prompt_tokens
+                raise
+            return int(answer["usage"]["prompt_tokens"])
+        raise ValueError(f"unknown token counting method {method!r}")
 
     # Operations -----------------------------------------------------------------
 
@@ -327,3 +405,64 @@ def _error_message(content: bytes) -> str:
                 value = body[key]
                 return (value if isinstance(value, str) else json.dumps(value))[:2000]
     return text[:500]
+
+
+_OVERFLOW_MARKERS = (
+    "maximum context length",
+    "context length",
+    "exceeds the available context size",
+    "context window",
+    "too many tokens",
+)
+_CONTEXT_RE = re.compile(r"maximum context length is (\d+)")
+_PROMPT_RES = (
+    re.compile(r"\((\d+) in the messages"),  # OpenAI / llama-cpp-python / older vLLM
+    re.compile(r"prompt contains at least (\d+) input tokens"),  # newer vLLM
+    re.compile(r"your prompt \(?(\d+) tokens"),
+    re.compile(r"has (\d+) input tokens"),
+    re.compile(r"requested (\d+) tokens"),  # the total: prompt + completion
+)
+
+
+def parse_context_overflow(message: str, content: bytes) -> tuple[int | None, int | None] | None:
+    """(prompt_tokens, context) when a backend's error says the prompt does not
+    fit its context window, in any of the wordings of vLLM, OpenAI,
+    llama.cpp server and llama-cpp-python; None for other errors."""
+    lowered = message.lower()
+    if not any(marker in lowered for marker in _OVERFLOW_MARKERS):
+        return None
+    context = prompt = None
+    match = _CONTEXT_RE.search(message)
+    if match:
+        context = int(match.group(1))
+    for pattern in _PROMPT_RES:
+        match = pattern.search(message)
+        if match:
+            prompt = int(match.group(1))
+            break
+    try:  # llama.cpp server: {"error": {"n_prompt_tokens": N, "n_ctx": M, ...}}
+        err = json.loads(content).get("error", {})
+        prompt = int(err.get("n_prompt_tokens") or 0) or prompt
+        context = int(err.get("n_ctx") or 0) or context
+    except (ValueError, AttributeError, TypeError):
+        pass
+    return prompt, context
+
+
+def _rendered_text(body: dict) -> str:
+    """The text a chat template would wrap: every message's content, tool
+    calls and tool definitions (approximate: the template's own tokens are
+    not included)."""
+    parts: list[str] = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            parts.append(f"{function.get('name', '')} {function.get('arguments', '')}")
+    if body.get("tools"):
+        parts.append(json.dumps(body["tools"], ensure_ascii=False))
+    return "\n".join(parts)

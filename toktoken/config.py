@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_API_KEY = "sk-anthropic-router"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+BACKEND_KINDS = ("auto", "vllm", "llamacpp", "ollama", "openai")
+COUNT_TOKENS_MODES = ("auto", "probe", "estimate")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -37,6 +39,9 @@ class BackendSettings:
     api_key: str | None
     model: str
     anthropic_native: bool = False
+    kind: str = "auto"  # auto | vllm | llamacpp | ollama | openai
+    context: int | None = None  # context window in tokens; None: discover
+    count_tokens: str = "auto"  # auto | probe | estimate
 
     def describe(self) -> dict:
         return {
@@ -45,6 +50,9 @@ class BackendSettings:
             "model": self.model,
             "api_key": mask(self.api_key),
             "anthropic_native": self.anthropic_native,
+            "kind": self.kind,
+            "context": self.context,
+            "count_tokens": self.count_tokens,
         }
 
 
@@ -67,6 +75,9 @@ class Settings:
     # of a 100k-token prompt can take minutes on a busy GPU, so be generous.
     read_timeout: float = 600.0
     ping_interval: float = 10.0
+    # Tokens kept free between prompt + max_tokens and the context window.
+    context_margin: int = 64
+    capabilities_ttl: float = 300.0
     workers: int = 1
     worker_connections: int = 1000
 
@@ -79,6 +90,9 @@ class Settings:
             url=r.url("VLLM_URL", "http://localhost:8000"),
             api_key=r.optional("VLLM_API_KEY"),
             model=r.text("VLLM_MODEL", "qwen3-coder-30b-fp8"),
+            kind=r.choice("VLLM_KIND", "auto", BACKEND_KINDS),
+            context=r.integer("VLLM_CONTEXT", 0, 0, 10**8) or None,
+            count_tokens=r.choice("VLLM_COUNT_TOKENS", "auto", COUNT_TOKENS_MODES),
         )
         vision_url = r.optional("VISION_URL")
         vision = None
@@ -108,6 +122,8 @@ class Settings:
             connect_timeout=r.number("BACKEND_CONNECT_TIMEOUT", 10.0),
             read_timeout=r.number("BACKEND_READ_TIMEOUT", 600.0),
             ping_interval=r.number("STREAM_PING_INTERVAL", 10.0),
+            context_margin=r.integer("CONTEXT_MARGIN", 64, 0, 100000),
+            capabilities_ttl=r.number("CAPABILITIES_TTL", 300.0),
             workers=r.integer("WORKERS", 1, 1, 256),
             worker_connections=r.integer("WORKER_CONNECTIONS", 1000, 1, 100000),
         )
@@ -132,6 +148,8 @@ class Settings:
             "BACKEND_CONNECT_TIMEOUT": self.connect_timeout,
             "BACKEND_READ_TIMEOUT": self.read_timeout,
             "STREAM_PING_INTERVAL": self.ping_interval,
+            "CONTEXT_MARGIN": self.context_margin,
+            "CAPABILITIES_TTL": self.capabilities_ttl,
             "WORKERS": self.workers,
             "WORKER_CONNECTIONS": self.worker_connections,
         }

@@ -54,6 +54,22 @@ class InvalidRequest(GatewayError):
     openai_type = "invalid_request_error"
 
 
+class PromptTooLong(InvalidRequest):
+    """The prompt does not fit the backend's context window. The wording is
+    Anthropic's (Claude Code reacts to it by compacting the conversation)."""
+
+    def __init__(self, prompt_tokens: int | None, context: int | None):
+        self.prompt_tokens = prompt_tokens
+        self.context = context
+        if prompt_tokens is not None and context is not None:
+            message = f"prompt is too long: {prompt_tokens} tokens > {context} maximum"
+        elif context is not None:
+            message = f"prompt is too long: it does not fit the context of {context} tokens"
+        else:
+            message = "prompt is too long for the backend's context window"
+        super().__init__(message)
+
+
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"

@@ -7,7 +7,10 @@ import logging
 from flask import current_app
 
 from .backends import BackendClient, Health
+from .capabilities import Capabilities, CapabilityCache
 from .config import Settings
+from .errors import PromptTooLong
+from .tokens import TokenCount, TokenCounter, fit_max_tokens, needs_count
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +31,47 @@ class Gateway:
         self.default = client(settings.backend)
         self.vision = client(settings.vision) if settings.vision else None
         self.backends = [self.default] + ([self.vision] if self.vision else [])
+        self.capabilities = CapabilityCache(ttl=settings.capabilities_ttl)
+        self.counter = TokenCounter()
+
+    def caps(self, backend: BackendClient) -> Capabilities:
+        return self.capabilities.get(backend)
+
+    def count_prompt(self, backend: BackendClient, body: dict) -> TokenCount:
+        return self.counter.count(backend, self.caps(backend), body)
+
+    def fit(self, backend: BackendClient, body: dict, body_bytes: int) -> TokenCount | None:
+        """Make ``body["max_tokens"]`` fit the backend's context window.
+        Returns the prompt count when one was needed (exact or estimated)."""
+        caps = self.caps(backend)
+        margin = self.settings.context_margin
+        if not needs_count(body["max_tokens"], body_bytes, caps.context, margin):
+            return None
+        prompt = self.counter.count(backend, caps, body)
+        body["max_tokens"], _ = fit_max_tokens(body["max_tokens"], prompt, caps.context, margin)
+        return prompt
+
+    def refit_after_overflow(self, body: dict, exc: PromptTooLong) -> bool:
+        """The backend said the request does not fit but the prompt alone does
+        (max_tokens too large for a window we did not know): shrink max_tokens
+        to what is left and say True so the caller retries once."""
+        margin = self.settings.context_margin
+        if exc.prompt_tokens is None or exc.context is None:
+            return False
+        room = exc.context - exc.prompt_tokens - margin
+        if room < 1 or body["max_tokens"] <= room:
+            return False
+        body["max_tokens"] = room
+        return True
 
     def probe_all(self) -> list[Health]:
         return [backend.probe() for backend in self.backends]
 
-    def log_probes(self) -> list[Health]:
-        """One clear line per backend, for start-up."""
+    def startup(self, log_probes: bool = True) -> list[Health]:
+        """Probe every backend (one clear log line each), then learn what
+        each reachable one is (kind, context window, tokenizer)."""
         results = self.probe_all()
-        for health in results:
+        for health in results if log_probes else []:
             if health.reachable:
                 extra = f", models: {', '.join(health.models)}" if health.models else ""
                 note = f" ({health.detail})" if health.detail else ""
@@ -48,6 +84,9 @@ class Gateway:
                     "backend %s at %s is NOT reachable (%s): requests will fail until it is up",
                     health.name, health.url, health.detail,
                 )  # fmt: skip
+        for backend, health in zip(self.backends, results, strict=True):
+            if health.reachable:
+                self.capabilities.refresh(backend)
         return results
 
 

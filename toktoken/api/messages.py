@@ -9,12 +9,12 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
 from ..convert import MalformedResponse, StreamTranslator, to_anthropic_message, to_openai_request
-from ..convert.common import estimate_tokens
-from ..errors import ApiError, InvalidRequest
+from ..errors import ApiError, InvalidRequest, PromptTooLong
 from ..gateway import current_gateway
 from ..logs import log_request
 from ..relay import client_gone_check, relay_anthropic
 from ..schemas.anthropic import first_error, load_count_tokens_request, load_messages_request
+from ..tokens import estimate_prompt_tokens
 from . import json_body
 
 bp = Blueprint("messages", __name__)
@@ -29,34 +29,37 @@ def _validated(loader) -> dict:
         raise InvalidRequest(first_error(exc.messages)) from None
 
 
-def _estimate_input_tokens(upstream_body: bytes) -> int:
-    # chars/4 over the JSON the backend will see (a slight overestimate, which
-    # errs on the side of compacting early rather than overflowing).
-    return estimate_tokens(len(upstream_body))
-
-
 @bp.post("/v1/messages")
 def create_message():
     req = _validated(load_messages_request)
     gateway = current_gateway()
     backend = gateway.default
     stream = bool(req.get("stream"))
-    upstream_body = json.dumps(
-        to_openai_request(req, backend.model, stream=stream), ensure_ascii=False
-    ).encode()
-    input_estimate = _estimate_input_tokens(upstream_body)
+    body = to_openai_request(req, backend.model, stream=stream)
+    upstream_bytes = _dumps(body)
+    prompt = gateway.fit(backend, body, len(upstream_bytes))
+    input_estimate = prompt.tokens if prompt else estimate_prompt_tokens(upstream_bytes)
     started = time.monotonic()
     log_fields = dict(
         request_id=g.request_id, route="/v1/messages", backend=backend.name,
         model=req["model"], backend_model=backend.model, stream=str(stream).lower(),
     )  # fmt: skip
 
+    def send(call):
+        try:
+            return call(CHAT_PATH, _dumps(body))
+        except PromptTooLong as exc:
+            if not gateway.refit_after_overflow(body, exc):
+                raise
+            return call(CHAT_PATH, _dumps(body))
+
     if not stream:
-        completion = backend.post_json(CHAT_PATH, upstream_body)
+        completion = send(backend.post_json)
         try:
             message = to_anthropic_message(
-                completion, req["model"], input_tokens_estimate=input_estimate
-            )
+                completion, req["model"], input_tokens_estimate=input_estimate,
+                max_tokens=req["max_tokens"],
+            )  # fmt: skip
         except MalformedResponse as exc:
             raise ApiError(f"backend {backend.url} returned an invalid completion: {exc}") from None
         usage = message["usage"]
@@ -66,8 +69,10 @@ def create_message():
         )  # fmt: skip
         return jsonify(message)
 
-    upstream = backend.open_stream(CHAT_PATH, upstream_body)
-    translator = StreamTranslator(req["model"], input_tokens=input_estimate)
+    upstream = send(backend.open_stream)
+    translator = StreamTranslator(
+        req["model"], input_tokens=input_estimate, max_tokens=req["max_tokens"]
+    )
 
     def done(outcome: str) -> None:
         usage = getattr(translator, "final_usage", None) or {}
@@ -77,7 +82,7 @@ def create_message():
             ms=_ms(started),
         )  # fmt: skip
 
-    body = relay_anthropic(
+    events = relay_anthropic(
         upstream,
         translator,
         ping_interval=gateway.settings.ping_interval,
@@ -85,7 +90,7 @@ def create_message():
         on_done=done,
     )
     return Response(
-        body,
+        events,
         status=200,
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -94,12 +99,18 @@ def create_message():
 
 @bp.post("/v1/messages/count_tokens")
 def count_tokens():
-    """An estimate (characters/4 of the converted request, tools included)."""
+    """Exact where the backend can tokenize (the request as the backend will
+    see it: system, messages, tools, tool calls and results), else an estimate."""
     req = _validated(load_count_tokens_request)
-    backend = current_gateway().default
+    gateway = current_gateway()
+    backend = gateway.default
     req.setdefault("max_tokens", 1)
-    upstream_body = json.dumps(to_openai_request(req, backend.model), ensure_ascii=False)
-    return jsonify({"input_tokens": _estimate_input_tokens(upstream_body.encode())})
+    count = gateway.count_prompt(backend, to_openai_request(req, backend.model))
+    return jsonify({"input_tokens": count.tokens})
+
+
+def _dumps(body: dict) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
 
 
 def _ms(started: float) -> int:

@@ -29,6 +29,7 @@ from ..errors import ApiError, GatewayError, Overloaded
 from .common import (
     THINKING_SIGNATURE,
     estimate_tokens,
+    length_was_context,
     new_message_id,
     new_tool_use_id,
     stop_reason,
@@ -55,8 +56,16 @@ class _ToolCall:
 
 
 class StreamTranslator:
-    def __init__(self, model: str, *, input_tokens: int = 0, message_id: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        input_tokens: int = 0,
+        max_tokens: int | None = None,
+        message_id: str | None = None,
+    ):
         self.model = model
+        self.max_tokens = max_tokens
         self.message_id = message_id or new_message_id()
         self.input_tokens_estimate = input_tokens
         self.phase = "new"  # new -> streaming -> finished | failed
@@ -146,9 +155,6 @@ class StreamTranslator:
             if tool.state == "pending":
                 events += self._open_tool(tool)
                 events += self._close_open()
-        reason, sequence = stop_reason(
-            self._finish_reason, self._matched_stop, has_tool_calls=self._tool_blocks > 0
-        )
         usage = usage_from_openai(self._usage)
         if usage is None:
             usage = {
@@ -157,6 +163,15 @@ class StreamTranslator:
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
             }
+        reason, sequence = stop_reason(
+            self._finish_reason,
+            self._matched_stop,
+            has_tool_calls=self._tool_blocks > 0,
+            context_filled=length_was_context(
+                self._finish_reason, usage["output_tokens"], self.max_tokens,
+                exact=self.usage_is_exact,
+            ),
+        )  # fmt: skip
         self.final_usage = usage
         self.phase = "finished"
         events.append(

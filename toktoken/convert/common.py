@@ -30,13 +30,21 @@ def new_tool_use_id() -> str:
 
 
 def stop_reason(
-    finish_reason: str | None, matched_stop, *, has_tool_calls: bool
+    finish_reason: str | None,
+    matched_stop,
+    *,
+    has_tool_calls: bool,
+    context_filled: bool = False,
 ) -> tuple[str, str | None]:
     """Map OpenAI's finish_reason to Anthropic's (stop_reason, stop_sequence).
 
     ``matched_stop`` is vLLM's ``choices[0].stop_reason``: the stop string that
     ended generation (a string), or a token id (int) / None for EOS.
+    ``context_filled``: "length" came from the context window filling up, not
+    from max_tokens (see ``length_was_context``).
     """
+    if finish_reason == "length" and context_filled:
+        return "model_context_window_exceeded", None
     if finish_reason == "stop" and isinstance(matched_stop, str) and matched_stop:
         return "stop_sequence", matched_stop
     if has_tool_calls and finish_reason in (None, "stop", "tool_calls", "function_call"):
@@ -65,3 +73,14 @@ def estimate_tokens(text_chars: int) -> int:
     """Rough token count from a character count: ~4 characters per token for
     English and code with BPE tokenizers (the usual rule of thumb)."""
     return math.ceil(text_chars / 4) if text_chars > 0 else 0
+
+
+def length_was_context(
+    finish_reason: str | None, output_tokens: int, max_tokens: int | None, *, exact: bool
+) -> bool:
+    """Servers say "length" both when max_tokens was reached and when the
+    context window filled up (llama.cpp). If the output is below max_tokens
+    (far below, when the count is only an estimate), it was the context."""
+    if finish_reason != "length" or not max_tokens:
+        return False
+    return output_tokens < (max_tokens if exact else max_tokens * 0.5)

@@ -7,6 +7,7 @@ import json
 from .common import (
     THINKING_SIGNATURE,
     estimate_tokens,
+    length_was_context,
     new_message_id,
     new_tool_use_id,
     stop_reason,
@@ -20,7 +21,11 @@ class MalformedResponse(ValueError):
 
 
 def to_anthropic_message(
-    completion: dict, requested_model: str, *, input_tokens_estimate: int = 0
+    completion: dict,
+    requested_model: str,
+    *,
+    input_tokens_estimate: int = 0,
+    max_tokens: int | None = None,
 ) -> dict:
     choices = completion.get("choices") if isinstance(completion, dict) else None
     if not choices or not isinstance(choices[0], dict):
@@ -55,13 +60,15 @@ def to_anthropic_message(
             }
         )
 
+    exact = usage_from_openai(completion.get("usage"))
+    usage = exact or _estimated_usage(content, input_tokens_estimate)
     reason, sequence = stop_reason(
         choice.get("finish_reason"),
         choice.get("stop_reason"),
         has_tool_calls=any(b["type"] == "tool_use" for b in content),
-    )
-    usage = usage_from_openai(completion.get("usage")) or _estimated_usage(
-        content, input_tokens_estimate
+        context_filled=length_was_context(
+            choice.get("finish_reason"), usage["output_tokens"], max_tokens, exact=bool(exact)
+        ),
     )
     return {
         "id": new_message_id(),

@@ -1,0 +1,192 @@
+"""What each backend is and can do: kind, models, context window, tokenizer.
+
+Discovered from the backend itself (and overridable in configuration):
+
+| kind     | detected by                                   | context window                  | exact token count                       |
+|----------|-----------------------------------------------|---------------------------------|-----------------------------------------|
+| vllm     | ``max_model_len`` in ``GET /v1/models``        | ``max_model_len``               | ``POST /tokenize`` with chat messages + tools |
+| llamacpp | ``GET /props`` (llama.cpp server)              | ``default_generation_settings.n_ctx`` | ``POST /apply-template`` then ``/tokenize`` |
+| llamacpp | ``POST /extras/tokenize/count`` (llama-cpp-python) | configured, or learned from its overflow error | ``probe`` if configured, else text tokens |
+| ollama   | ``GET /api/version``                           | ``num_ctx`` from ``POST /api/show`` (else 4096, Ollama's default) | none: estimate |
+| openai   | anything else                                 | configured, or learned          | none: estimate                          |
+
+Discovery runs at start-up and whenever the cached answer is older than its
+time to live; a stale answer is served while a fresh one is fetched in the
+background, so a request never waits for more than the first discovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from .backends import BackendClient
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "vllm", "llamacpp", "ollama", "openai")
+OLLAMA_DEFAULT_CONTEXT = 4096
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    kind: str
+    models: tuple[str, ...] = ()
+    context: int | None = None
+    context_source: str | None = None  # configured | discovered | learned
+    # How exact token counts are obtained: vllm-tokenize, llamacpp-template,
+    # llamacpp-python-text, probe — or None (estimate only).
+    tokenizer: str | None = None
+    reachable: bool = True
+    discovered_at: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "models": list(self.models),
+            "context": self.context,
+            "context_source": self.context_source,
+            "tokenizer": self.tokenizer,
+        }
+
+
+def discover(client: BackendClient) -> Capabilities:
+    """Ask the backend what it is. Never raises; an unreachable backend gives
+    the configured values and ``reachable=False``."""
+    cfg = client.settings
+    status, models_body = client.get_json("/v1/models")
+    if status is None:
+        return _configured(client, Capabilities(kind=_kind_or(cfg.kind, "openai"), reachable=False))
+    entries = models_body.get("data", []) if isinstance(models_body, dict) else []
+    entries = [e for e in entries if isinstance(e, dict) and e.get("id")]
+    models = tuple(e["id"] for e in entries)
+    kind = cfg.kind if cfg.kind != "auto" else None
+    context = None
+    tokenizer = None
+
+    vllm_entry = next(
+        (e for e in entries if e.get("id") == cfg.model and "max_model_len" in e), None
+    )
+    vllm_entry = vllm_entry or next((e for e in entries if "max_model_len" in e), None)
+    if kind in (None, "vllm") and vllm_entry is not None:
+        kind, context, tokenizer = "vllm", _int(vllm_entry.get("max_model_len")), "vllm-tokenize"
+    if kind in (None, "llamacpp"):
+        props_status, props = client.get_json("/props")
+        if (
+            props_status == 200
+            and isinstance(props, dict)
+            and ("default_generation_settings" in props or "total_slots" in props)
+        ):
+            settings = props.get("default_generation_settings") or {}
+            context = _int(settings.get("n_ctx") or props.get("n_ctx"))
+            kind, tokenizer = "llamacpp", "llamacpp-template"
+        elif kind is None or kind == "llamacpp":
+            count_status, count = client.post_json_soft("/extras/tokenize/count", {"input": "a"})
+            if count_status == 200 and isinstance(count, dict) and "count" in count:
+                kind, tokenizer = "llamacpp", "llamacpp-python-text"
+    if kind in (None, "ollama"):
+        version_status, version = client.get_json("/api/version")
+        if version_status == 200 and isinstance(version, dict) and "version" in version:
+            kind = "ollama"
+            context = _ollama_context(client)
+    kind = kind or "openai"
+    if cfg.count_tokens == "probe":
+        tokenizer = "probe"
+    elif cfg.count_tokens == "estimate":
+        tokenizer = None
+    caps = Capabilities(
+        kind=kind,
+        models=models,
+        context=context,
+        context_source="discovered" if context else None,
+        tokenizer=tokenizer,
+    )
+    return _configured(client, caps)
+
+
+def _configured(client: BackendClient, caps: Capabilities) -> Capabilities:
+    """Configuration wins over discovery; a context learned from an overflow
+    error fills the gap when neither knows."""
+    cfg = client.settings
+    if cfg.context:
+        caps = replace(caps, context=cfg.context, context_source="configured")
+    elif caps.context is None and client.learned_context:
+        caps = replace(caps, context=client.learned_context, context_source="learned")
+    if cfg.kind != "auto":
+        caps = replace(caps, kind=cfg.kind)
+    return caps
+
+
+def _ollama_context(client: BackendClient) -> int:
+    status, show = client.post_json_soft("/api/show", {"model": client.model})
+    if status == 200 and isinstance(show, dict):
+        for line in str(show.get("parameters") or "").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "num_ctx" and _int(parts[1]):
+                return _int(parts[1])
+        # model_info["<arch>.context_length"] is what the model supports, not
+        # what Ollama allocates (num_ctx): never more than Ollama's default.
+        for key, value in (show.get("model_info") or {}).items():
+            if key.endswith(".context_length") and _int(value):
+                return min(_int(value), OLLAMA_DEFAULT_CONTEXT)
+    return OLLAMA_DEFAULT_CONTEXT
+
+
+def _kind_or(kind: str, default: str) -> str:
+    return default if kind == "auto" else kind
+
+
+def _int(value) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+class CapabilityCache:
+    """Capabilities per backend with a time to live and background refresh."""
+
+    def __init__(self, ttl: float = 300.0, retry_after: float = 10.0):
+        self.ttl = ttl
+        self.retry_after = retry_after  # when the backend was unreachable
+        self._cache: dict[str, Capabilities] = {}
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def get(self, client: BackendClient) -> Capabilities:
+        caps = self._cache.get(client.name)
+        if caps is None:
+            return self.refresh(client)
+        age = time.monotonic() - caps.discovered_at
+        if age > (self.ttl if caps.reachable else self.retry_after):
+            self._refresh_in_background(client)
+        if client.learned_context and caps.context is None:
+            caps = _configured(client, caps)
+            self._cache[client.name] = caps
+        return caps
+
+    def refresh(self, client: BackendClient) -> Capabilities:
+        caps = discover(client)
+        previous = self._cache.get(client.name)
+        self._cache[client.name] = caps
+        if previous is None or previous.as_dict() != caps.as_dict():
+            log.info("backend %s capabilities: %s", client.name, caps.as_dict())
+        return caps
+
+    def _refresh_in_background(self, client: BackendClient) -> None:
+        with self._lock:
+            if client.name in self._refreshing:
+                return
+            self._refreshing.add(client.name)
+
+        def run() -> None:
+            try:
+                self.refresh(client)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(client.name)
+
+        threading.Thread(target=run, name="capabilities", daemon=True).start()
