@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 CLAUDE_CODE_VERSION ?= 2.1.332
 NPM_CACHE_DIR ?= $(HOME)/.cache/toktoken-npm
 
-.PHONY: run test lint format check claude-code clean
+.PHONY: run test test-fast demo lint format check claude-code clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ claude-code:
 ## test: install what the tests need and run them all
 test: $(VENV)/.installed-dev claude-code
 	CLAUDE_BIN="$(NPM_CACHE_DIR)/node_modules/.bin/claude" $(PY) -m pytest $(PYTEST_ARGS)
+
+## test-fast: everything but the real-model tier (no llama.cpp build)
+test-fast: $(VENV)/.installed-dev claude-code
+	CLAUDE_BIN="$(NPM_CACHE_DIR)/node_modules/.bin/claude" $(PY) -m pytest -m "not real_backend" $(PYTEST_ARGS)
+
+## demo: a real local model (CPU) + the gateway, and the lines to paste for Claude Code
+demo: $(VENV)/.installed
+	bash deploy/local-model/demo.sh
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -121,3 +121,32 @@ def load_fixture(name: str) -> dict:
 
 def fixture_names() -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+REAL_BACKEND_SCRIPT = ROOT / "deploy" / "local-model" / "start_real_backend.sh"
+
+
+@pytest.fixture(scope="session")
+def real_backend():
+    """The real llama-cpp-python server with Gemma 3 270M (see
+    deploy/local-model/start_real_backend.sh). The first build compiles
+    llama.cpp (minutes); later runs reuse the venv in ~/.cache. Set
+    TOKTOKEN_SKIP_REAL=1 to skip this tier locally; CI never skips it."""
+    if os.environ.get("TOKTOKEN_SKIP_REAL") and not os.environ.get("CI"):
+        pytest.skip("TOKTOKEN_SKIP_REAL is set")
+    port = free_port()
+    proc = subprocess.run(
+        ["bash", str(REAL_BACKEND_SCRIPT)],
+        env={**os.environ, "PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"the real backend did not start:\n{proc.stderr[-3000:]}")
+    pid = int(proc.stdout.strip().splitlines()[-1])
+    yield f"http://127.0.0.1:{port}"
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass

@@ -101,7 +101,9 @@ def test_small_request_into_large_window_needs_no_count(gateway_factory, backend
     fake = VllmLike(context=32768, model="m-small")
     backend.handler = fake
     gw = gateway_factory(VLLM_MODEL="m-small")
-    r = post(gw, {"model": "x", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]})
+    r = post(
+        gw, {"model": "x", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert r.status_code == 200
     assert backend.chat_requests[-1].body["max_tokens"] == 1000 and fake.tokenize_calls == 0
 
@@ -124,7 +126,9 @@ def test_count_tokens_equals_the_backends_own_count(gateway_factory, backend, na
     fake = VllmLike(context=200000, model=f"m-count-{name}")
     backend.handler = fake
     gw = gateway_factory(VLLM_MODEL=f"m-count-{name}")
-    body = {k: v for k, v in load_fixture(name)["body"].items() if k not in ("max_tokens", "stream")}
+    body = {
+        k: v for k, v in load_fixture(name)["body"].items() if k not in ("max_tokens", "stream")
+    }
     r = post(gw, body, path="/v1/messages/count_tokens?beta=true")
     assert r.status_code == 200, r.text
     sent = [x for x in backend.requests if x.path == "/tokenize"][-1].body
@@ -140,9 +144,13 @@ def test_25_concurrent_count_tokens_share_one_backend_call(gateway_factory, back
     fake = VllmLike(context=200000, model="m-25")
     backend.handler = fake
     gw = gateway_factory(VLLM_MODEL="m-25")
-    body = {k: v for k, v in load_fixture("text.1")["body"].items() if k not in ("max_tokens", "stream")}
+    body = {
+        k: v for k, v in load_fixture("text.1")["body"].items() if k not in ("max_tokens", "stream")
+    }
     with ThreadPoolExecutor(25) as pool:
-        results = list(pool.map(lambda _: post(gw, body, path="/v1/messages/count_tokens"), range(25)))
+        results = list(
+            pool.map(lambda _: post(gw, body, path="/v1/messages/count_tokens"), range(25))
+        )
     assert {r.status_code for r in results} == {200}
     assert len({r.json()["input_tokens"] for r in results}) == 1
     assert fake.tokenize_calls == 1
@@ -152,7 +160,9 @@ def test_llama_cpp_server_props_and_template_tokenizer(gateway_factory, backend)
     fake = LlamaServerLike(context=8192, model="m-llama")
     backend.handler = fake
     gw = gateway_factory(VLLM_MODEL="m-llama")
-    body = {k: v for k, v in load_fixture("text.1")["body"].items() if k not in ("max_tokens", "stream")}
+    body = {
+        k: v for k, v in load_fixture("text.1")["body"].items() if k not in ("max_tokens", "stream")
+    }
     r = post(gw, body, path="/v1/messages/count_tokens")
     rendered = [x for x in backend.requests if x.path == "/apply-template"][-1].body
     expected = len(json.dumps([rendered["messages"], rendered["tools"]], sort_keys=True)) // 4
@@ -200,3 +210,19 @@ def test_unknown_window_is_learned_from_the_backends_error_and_retried(gateway_f
     post(gw, claude_code_body())
     assert backend.chat_requests[-1].body["max_tokens"] < 30000
     assert len(backend.chat_requests) == 3
+
+
+def test_fit_policy_exact_and_estimated():
+    from toktoken.errors import PromptTooLong
+    from toktoken.tokens import TokenCount, fit_max_tokens
+
+    exact, est = TokenCount(10000, True), TokenCount(10000, False)
+    assert fit_max_tokens(128000, exact, 32768, 64)[0] == 32768 - 10000 - 64
+    assert fit_max_tokens(1000, exact, 32768, 64)[0] == 1000
+    with pytest.raises(PromptTooLong, match="prompt is too long: 10000 tokens > 8192 maximum"):
+        fit_max_tokens(100, exact, 8192, 64)
+    # an estimate shrinks the answer only while it leaves real room...
+    assert fit_max_tokens(128000, est, 32768, 64)[0] == 32768 - 10000 - 64
+    # ...and otherwise never refuses, only caps at the window
+    assert fit_max_tokens(128000, est, 8192, 64)[0] == 8192
+    assert fit_max_tokens(128000, None, None, 64)[0] == 128000

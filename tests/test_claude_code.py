@@ -35,8 +35,9 @@ def claude_bin() -> str:
     pytest.skip("Claude Code CLI not installed (run `make claude-code`)")
 
 
-def run_claude(gateway, prompt: str, workdir: Path, home: Path, *extra: str) -> dict:
+def run_claude(gateway, prompt: str, workdir: Path, home: Path, *extra: str, env=None) -> dict:
     env = {
+        **(env or {}),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
         "ANTHROPIC_BASE_URL": gateway.url,
@@ -53,7 +54,14 @@ def run_claude(gateway, prompt: str, workdir: Path, home: Path, *extra: str) -> 
     assert proc.stdout.strip(), f"no output; stderr: {proc.stderr[-2000:]}"
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["_exit"] = proc.returncode
-    return result
+    return _Result(result)
+
+
+class _Result(dict):
+    """Shows the whole result (not a truncated dict) when an assertion fails."""
+
+    def __repr__(self) -> str:
+        return json.dumps(self, indent=1)[:4000]
 
 
 def last_upstream_role(req) -> str:

@@ -22,9 +22,14 @@ from .errors import GatewayError, PromptTooLong
 
 log = logging.getLogger(__name__)
 
-# Below this many tokens of room for the answer, an *estimated* prompt size is
-# not trusted enough to refuse the request: the backend gets to decide.
-MIN_OUTPUT_ON_ESTIMATE = 256
+# Counts that use the backend's tokenizer but not its chat template: close,
+# yet not exact enough to refuse a request on.
+APPROXIMATE_METHODS = frozenset({"llamacpp-python-text"})
+
+# An *estimated* prompt size is trusted to shrink max_tokens only while it
+# leaves at least this much room; below that, the estimate is too uncertain
+# (templates add or drop whole system prompts) to cut the answer short.
+MIN_ROOM_ON_ESTIMATE = 1024
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,12 @@ class TokenCounter:
         if caps.tokenizer is None:
             return TokenCount(estimate_prompt_tokens(serialized), False)
         key = f"{client.name}:{caps.tokenizer}:{hashlib.sha256(serialized).hexdigest()}"
+        exact = caps.tokenizer not in APPROXIMATE_METHODS
         while True:
             with self._lock:
                 if key in self._cache:
                     self._cache.move_to_end(key)
-                    return TokenCount(self._cache[key], True)
+                    return TokenCount(self._cache[key], exact)
                 waiting = self._inflight.get(key)
                 if waiting is None:
                     self._inflight[key] = threading.Event()
@@ -88,7 +94,7 @@ class TokenCounter:
             self._cache[key] = tokens
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return TokenCount(tokens, True)
+        return TokenCount(tokens, exact)
 
 
 def fit_max_tokens(
@@ -97,9 +103,13 @@ def fit_max_tokens(
     """``min(requested, context - prompt - margin)``.
 
     Raises PromptTooLong when an exact count shows the prompt alone does not
-    fit. With only an estimate the request is never refused here (the backend
-    has the last word, and its own overflow error is mapped to the same
-    message); at least MIN_OUTPUT_ON_ESTIMATE tokens are left for the answer.
+    fit. An estimate never refuses a request and never cuts the answer below
+    MIN_ROOM_ON_ESTIMATE: when it claims less room than that, max_tokens is only
+    capped at the window and the backend has the last word — a validating
+    server (vLLM, TGI) answers with an overflow error that carries the exact
+    numbers, and the request is refitted and retried once
+    (Gateway.refit_after_overflow); llama.cpp and Ollama stop when the window
+    is full, which the stop reason then says.
     """
     if context is None or prompt is None:
         return requested, prompt
@@ -108,7 +118,9 @@ def fit_max_tokens(
         if room < 1:
             raise PromptTooLong(prompt.tokens, context)
         return max(1, min(requested, room)), prompt
-    return max(1, min(requested, max(room, MIN_OUTPUT_ON_ESTIMATE))), prompt
+    if room >= MIN_ROOM_ON_ESTIMATE:
+        return min(requested, room), prompt
+    return min(requested, context), prompt
 
 
 def needs_count(requested: int, body_bytes: int, context: int | None, margin: int) -> bool:

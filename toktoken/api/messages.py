@@ -58,7 +58,7 @@ def create_message():
         try:
             message = to_anthropic_message(
                 completion, req["model"], input_tokens_estimate=input_estimate,
-                max_tokens=req["max_tokens"],
+                max_tokens=body["max_tokens"],
             )  # fmt: skip
         except MalformedResponse as exc:
             raise ApiError(f"backend {backend.url} returned an invalid completion: {exc}") from None
@@ -71,7 +71,7 @@ def create_message():
 
     upstream = send(backend.open_stream)
     translator = StreamTranslator(
-        req["model"], input_tokens=input_estimate, max_tokens=req["max_tokens"]
+        req["model"], input_tokens=input_estimate, max_tokens=body["max_tokens"]
     )
 
     def done(outcome: str) -> None:

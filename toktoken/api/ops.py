@@ -20,9 +20,16 @@ def root():
 @bp.get("/health")
 def health():
     """The process is alive (200) and how each backend looks right now."""
-    probes = current_gateway().probe_all()
+    gateway = current_gateway()
+    probes = gateway.probe_all()
     status = "ok" if all(p.reachable for p in probes) else "degraded"
-    return jsonify({"status": status, "backends": [p.as_dict() for p in probes]})
+    backends = []
+    for backend, probe in zip(gateway.backends, probes, strict=True):
+        entry = probe.as_dict()
+        if probe.reachable:
+            entry["capabilities"] = gateway.caps(backend).as_dict()
+        backends.append(entry)
+    return jsonify({"status": status, "backends": backends})
 
 
 @bp.get("/health/ready")

@@ -209,9 +209,11 @@ class StreamTranslator:
         Servers send one token per chunk unless they batch, so the number of
         content-bearing chunks is a count (exact for llama.cpp); the
         characters/4 estimate covers servers that put several tokens in one
-        chunk. The larger of the two is used, so non-empty output is never 0.
+        chunk. The larger of the two is used, so non-empty output is never 0,
+        and never more than max_tokens, which the backend cannot exceed.
         """
-        return max(self._content_deltas, estimate_tokens(self._content_chars))
+        count = max(self._content_deltas, estimate_tokens(self._content_chars))
+        return min(count, self.max_tokens) if self.max_tokens else count
 
     # Blocks ---------------------------------------------------------------
 
