@@ -115,7 +115,7 @@ def test_backends_are_probed_at_startup_with_one_line(gateway):
     while not lines() and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = lines()
-    assert len(lines) == 1 and "is reachable" in lines[0] and "fake-model" in lines[0]
+    assert len(lines) == 1 and "is reachable" in lines[0] and "models: " in lines[0]
 
 
 def test_health_and_head_need_no_key(gateway):

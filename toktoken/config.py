@@ -42,6 +42,7 @@ class BackendSettings:
     kind: str = "auto"  # auto | vllm | llamacpp | ollama | openai
     context: int | None = None  # context window in tokens; None: discover
     count_tokens: str = "auto"  # auto | probe | estimate
+    vision: bool = False  # serves requests that carry images
 
     def describe(self) -> dict:
         return {
@@ -53,7 +54,17 @@ class BackendSettings:
             "kind": self.kind,
             "context": self.context,
             "count_tokens": self.count_tokens,
+            "vision": self.vision,
         }
+
+
+@dataclass(frozen=True)
+class Route:
+    """Requests for models matching ``pattern`` (shell-style, case-insensitive)
+    go to the backend named ``backend``."""
+
+    pattern: str
+    backend: str
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,10 @@ class Settings:
         )
     )
     vision: BackendSettings | None = None
+    # From TOKTOKEN_CONFIG: more backends, and routes from model names to them.
+    others: tuple[BackendSettings, ...] = ()
+    routes: tuple[Route, ...] = ()
+    config_file: str | None = None
     telemetry_enabled: bool = False
     log_level: str = "info"
     max_request_bytes: int = 32 * 1024 * 1024
@@ -103,10 +118,32 @@ class Settings:
                 api_key=r.optional("VISION_API_KEY"),
                 model=r.text("VISION_MODEL", "gpt-4-vision"),
                 anthropic_native=r.boolean("VISION_ANTHROPIC_NATIVE", False),
+                vision=True,
             )
         else:
             # Still validate, so a typo is caught before VISION_URL is set.
             r.boolean("VISION_ANTHROPIC_NATIVE", False)
+        others: tuple[BackendSettings, ...] = ()
+        routes: tuple[Route, ...] = ()
+        config_file = r.optional("TOKTOKEN_CONFIG")
+        if config_file:
+            # The file describes every backend; VISION_* still add a vision
+            # backend when the file names none.
+            from .config_file import load
+
+            loaded = load(config_file, env)
+            by_name = {b.name: b for b in loaded.backends}
+            backend = by_name[loaded.default]
+            others = tuple(b for b in loaded.backends if b.name != loaded.default)
+            routes = loaded.routes
+            file_vision = next((b for b in loaded.backends if b.vision), None)
+            if file_vision is not None:
+                vision = file_vision
+                others = tuple(b for b in others if b.name != file_vision.name)
+            elif vision is not None and vision.name in by_name:
+                raise ConfigError(
+                    "VISION_URL", "unset when TOKTOKEN_CONFIG defines a backend named vision"
+                )
         keys = tuple(k.strip() for k in r.text("API_KEY", DEFAULT_API_KEY).split(","))
         if not all(keys):
             raise ConfigError("API_KEY", "one key or several comma-separated non-empty keys")
@@ -116,6 +153,9 @@ class Settings:
             api_keys=keys,
             backend=backend,
             vision=vision,
+            others=others,
+            routes=routes,
+            config_file=config_file,
             telemetry_enabled=r.boolean("TELEMETRY_ENABLED", False),
             log_level=r.choice("LOG_LEVEL", "info", LOG_LEVELS),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
@@ -130,7 +170,8 @@ class Settings:
 
     @property
     def backends(self) -> list[BackendSettings]:
-        return [self.backend] + ([self.vision] if self.vision else [])
+        """Every backend once: the default first, the vision backend last."""
+        return [self.backend, *self.others] + ([self.vision] if self.vision else [])
 
     def uses_default_key_publicly(self) -> bool:
         """True when the well-known default key guards a non-loopback listener."""
@@ -141,7 +182,9 @@ class Settings:
             "PORT": self.port,
             "HOST": self.host,
             "API_KEY": ", ".join(mask(k) for k in self.api_keys),
+            "TOKTOKEN_CONFIG": self.config_file,
             "backends": [b.describe() for b in self.backends],
+            "routes": [f"{r.pattern} -> {r.backend}" for r in self.routes],
             "TELEMETRY_ENABLED": self.telemetry_enabled,
             "LOG_LEVEL": self.log_level,
             "MAX_REQUEST_BYTES": self.max_request_bytes,
@@ -237,19 +280,23 @@ class _Reader:
         return raw.lower()
 
     def url(self, name: str, default: str | None) -> str:
-        raw = self.optional(name) or default
-        expected = "an http:// or https:// URL such as http://localhost:8000"
-        if raw is None:
-            raise ConfigError(name, expected)
-        parts = urlsplit(raw)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(name, expected, raw)
-        try:
-            parts.port  # noqa: B018 - raises on a non-numeric port
-        except ValueError:
-            raise ConfigError(name, expected, raw) from None
-        url = raw.rstrip("/")
-        # People paste the OpenAI base URL (".../v1"); we add /v1 ourselves.
-        if url.endswith("/v1"):
-            url = url[: -len("/v1")]
-        return url
+        return normalise_url(name, self.optional(name) or default)
+
+
+def normalise_url(name: str, raw) -> str:
+    """Validate a backend URL; strip a trailing slash and a trailing /v1
+    (people paste the OpenAI base URL; we add /v1 ourselves)."""
+    expected = "an http:// or https:// URL such as http://localhost:8000"
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(name, expected)
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, expected, raw)
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError:
+        raise ConfigError(name, expected, raw) from None
+    url = raw.rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url

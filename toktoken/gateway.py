@@ -10,6 +10,7 @@ from .backends import BackendClient, Health
 from .capabilities import Capabilities, CapabilityCache
 from .config import Settings
 from .errors import PromptTooLong
+from .routing import Router
 from .tokens import TokenCount, TokenCounter, fit_max_tokens, needs_count
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,11 @@ class Gateway:
                 pool_size=pool,
             )
 
-        self.default = client(settings.backend)
-        self.vision = client(settings.vision) if settings.vision else None
-        self.backends = [self.default] + ([self.vision] if self.vision else [])
+        self.clients = {b.name: client(b) for b in settings.backends}
+        self.backends = list(self.clients.values())
+        self.default = self.clients[settings.backend.name]
+        self.vision = self.clients[settings.vision.name] if settings.vision else None
+        self.router = Router(settings.routes, self.clients, settings.backend.name)
         self.capabilities = CapabilityCache(ttl=settings.capabilities_ttl)
         self.counter = TokenCounter()
 

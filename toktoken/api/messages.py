@@ -33,7 +33,7 @@ def _validated(loader) -> dict:
 def create_message():
     req = _validated(load_messages_request)
     gateway = current_gateway()
-    backend = gateway.default
+    backend = gateway.router.for_model(req["model"])
     stream = bool(req.get("stream"))
     body = to_openai_request(req, backend.model, stream=stream)
     upstream_bytes = _dumps(body)
@@ -103,7 +103,7 @@ def count_tokens():
     see it: system, messages, tools, tool calls and results), else an estimate."""
     req = _validated(load_count_tokens_request)
     gateway = current_gateway()
-    backend = gateway.default
+    backend = gateway.router.for_model(req["model"])
     req.setdefault("max_tokens", 1)
     count = gateway.count_prompt(backend, to_openai_request(req, backend.model))
     return jsonify({"input_tokens": count.tokens})

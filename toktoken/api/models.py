@@ -15,11 +15,16 @@ _CREATED_ISO = "2025-01-01T00:00:00Z"
 
 @bp.get("/v1/models")
 def list_models():
+    gateway = current_gateway()
     ids: list[str] = []
-    for backend in current_gateway().backends:
-        for model_id in [backend.model] + (backend.probe(timeout=2.0).models or []):
-            if model_id not in ids:
-                ids.append(model_id)
+    # Route names first, then each backend's configured model, then what the
+    # backends themselves report serving.
+    candidates = gateway.router.model_names() + [b.model for b in gateway.backends]
+    for backend in gateway.backends:
+        candidates += list(gateway.caps(backend).models)
+    for model_id in candidates:
+        if model_id not in ids:
+            ids.append(model_id)
     if request.headers.get("anthropic-version"):
         data = [
             {"type": "model", "id": m, "display_name": m, "created_at": _CREATED_ISO} for m in ids
