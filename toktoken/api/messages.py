@@ -35,7 +35,7 @@ def create_message():
     gateway = current_gateway()
     backend = gateway.router.for_model(req["model"])
     stream = bool(req.get("stream"))
-    body = to_openai_request(req, backend.model, stream=stream)
+    body = to_openai_request(req, backend.model, stream=stream, kind=gateway.caps(backend).kind)
     upstream_bytes = _dumps(body)
     prompt = gateway.fit(backend, body, len(upstream_bytes))
     input_estimate = prompt.tokens if prompt else estimate_prompt_tokens(upstream_bytes)
@@ -105,7 +105,8 @@ def count_tokens():
     gateway = current_gateway()
     backend = gateway.router.for_model(req["model"])
     req.setdefault("max_tokens", 1)
-    count = gateway.count_prompt(backend, to_openai_request(req, backend.model))
+    body = to_openai_request(req, backend.model, kind=gateway.caps(backend).kind)
+    count = gateway.count_prompt(backend, body)
     return jsonify({"input_tokens": count.tokens})
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 
+from .thinking import replays_reasoning, thinking_fields
+
 log = logging.getLogger(__name__)
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
@@ -25,8 +27,10 @@ _DROPPED_QUIETLY = frozenset(
 )  # fmt: skip
 
 
-def to_openai_request(req: dict, model: str, *, stream: bool = False) -> dict:
-    """Build the body for ``POST /v1/chat/completions`` on an OpenAI-style backend."""
+def to_openai_request(req: dict, model: str, *, stream: bool = False, kind: str = "openai") -> dict:
+    """Build the body for ``POST /v1/chat/completions`` on an OpenAI-style
+    backend of the given kind (vllm, llamacpp, ollama, openai)."""
+    replay_reasoning = replays_reasoning(kind)
     messages: list[dict] = []
     system_parts = _system_texts(req.get("system"))
     for message in req["messages"]:
@@ -37,7 +41,7 @@ def to_openai_request(req: dict, model: str, *, stream: bool = False) -> dict:
             # one leading system message, so it joins the others in order.
             system_parts.extend(_system_texts(content))
         elif role == "assistant":
-            messages.extend(_assistant_messages(content))
+            messages.extend(_assistant_messages(content, replay_reasoning))
         else:
             if role != "user":
                 log.debug("unknown role %r treated as user", role)
@@ -71,6 +75,9 @@ def to_openai_request(req: dict, model: str, *, stream: bool = False) -> dict:
             body["tool_choice"] = mapped
         if choice.get("disable_parallel_tool_use"):
             body["parallel_tool_calls"] = False
+
+    output_config = req.get("output_config") or {}
+    body.update(thinking_fields(kind, req.get("thinking"), output_config.get("effort")))
 
     unknown = set(req) - _DROPPED_QUIETLY
     if unknown:
@@ -206,8 +213,9 @@ def _document_text(block: dict) -> str | None:
     return None
 
 
-def _assistant_messages(content) -> list[dict]:
+def _assistant_messages(content, replay_reasoning: bool) -> list[dict]:
     texts: list[str] = []
+    reasoning: list[str] = []
     tool_calls: list[dict] = []
     for block in _blocks(content):
         kind = block.get("type")
@@ -225,12 +233,19 @@ def _assistant_messages(content) -> list[dict]:
                     },
                 }
             )
-        elif kind in ("thinking", "redacted_thinking"):
-            continue  # reasoning is not replayed as text
+        elif kind == "thinking":
+            # Never replayed as text; as reasoning where the backend's
+            # templates accept it (see convert/thinking.py).
+            if replay_reasoning and isinstance(block.get("thinking"), str):
+                reasoning.append(block["thinking"])
+        elif kind == "redacted_thinking":
+            continue
         else:
             log.debug("dropped assistant block of type %r", kind)
     # content "" rather than null: llama.cpp-based servers fail on null.
     message: dict = {"role": "assistant", "content": "".join(texts)}
+    if reasoning:
+        message["reasoning_content"] = "\n".join(reasoning)
     if tool_calls:
         message["tool_calls"] = tool_calls
     return [message]

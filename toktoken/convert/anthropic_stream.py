@@ -35,6 +35,7 @@ from .common import (
     stop_reason,
     usage_from_openai,
 )
+from .thinking import ThinkTagSplitter
 from .tool_json import JsonPrefix, parse_arguments
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class StreamTranslator:
         self._next_index = 0
         self._open: tuple[str, int, _ToolCall | None] | None = None  # (kind, index, tool)
         self._tools: dict[int, _ToolCall] = {}
+        self._tags = ThinkTagSplitter()  # <think> inside content
         self._finish_reason: str | None = None
         self._matched_stop = None
         self._usage: dict | None = None
@@ -124,7 +126,8 @@ class StreamTranslator:
                 events += self._text_like("thinking", reasoning)
             content = delta.get("content")
             if isinstance(content, str) and content:
-                events += self._text_like("text", content)
+                for kind, text in self._tags.feed(content):
+                    events += self._text_like(kind, text)
             calls = delta.get("tool_calls")
             if not calls and isinstance(delta.get("function_call"), dict):
                 # Legacy single function call; llama.cpp sends it *beside*
@@ -150,7 +153,10 @@ class StreamTranslator:
             else:
                 msg = "the backend's stream ended before it finished (no finish_reason)"
             return self.fail(ApiError(msg))
-        events = self._close_open()
+        events = []
+        for kind, text in self._tags.flush():
+            events += self._text_like(kind, text)
+        events += self._close_open()
         for tool in list(self._tools.values()):
             if tool.state == "pending":
                 events += self._open_tool(tool)
@@ -193,6 +199,8 @@ class StreamTranslator:
         if self.phase in ("finished", "failed"):
             return []
         events = self.start() if self.phase == "new" else []
+        for kind, text in self._tags.flush():
+            events += self._text_like(kind, text)
         events += self._close_open()
         self.phase = "failed"
         body = {"type": "error", "error": {"type": error.type, "message": error.message}}

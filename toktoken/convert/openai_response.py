@@ -13,6 +13,7 @@ from .common import (
     stop_reason,
     usage_from_openai,
 )
+from .thinking import split_think_tags
 from .tool_json import parse_arguments
 
 
@@ -35,11 +36,13 @@ def to_anthropic_message(
 
     content: list[dict] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        content.append({"type": "thinking", "thinking": reasoning, "signature": THINKING_SIGNATURE})
     text = message.get("content")
     if isinstance(text, list):  # some servers return content parts
         text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+    if not reasoning and isinstance(text, str):
+        reasoning, text = split_think_tags(text)
+    if isinstance(reasoning, str) and reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": THINKING_SIGNATURE})
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
 
