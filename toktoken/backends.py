@@ -19,6 +19,7 @@ import sseclient
 from requests.adapters import HTTPAdapter
 
 from .config import BackendSettings
+from .convert.quirks import quirks_for
 from .errors import (
     ApiError,
     BackendTimeout,
@@ -173,6 +174,7 @@ class BackendClient:
         self.name = settings.name
         self.url = settings.url
         self.model = settings.model
+        self.quirks = quirks_for(settings.model, settings.quirks)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.session = requests.Session()

@@ -43,6 +43,7 @@ class BackendSettings:
     context: int | None = None  # context window in tokens; None: discover
     count_tokens: str = "auto"  # auto | probe | estimate
     vision: bool = False  # serves requests that carry images
+    quirks: tuple[str, ...] = ()  # named behaviours, see convert/quirks.py
 
     def describe(self) -> dict:
         return {
@@ -55,6 +56,7 @@ class BackendSettings:
             "context": self.context,
             "count_tokens": self.count_tokens,
             "vision": self.vision,
+            "quirks": list(self.quirks),
         }
 
 
@@ -108,6 +110,7 @@ class Settings:
             kind=r.choice("VLLM_KIND", "auto", BACKEND_KINDS),
             context=r.integer("VLLM_CONTEXT", 0, 0, 10**8) or None,
             count_tokens=r.choice("VLLM_COUNT_TOKENS", "auto", COUNT_TOKENS_MODES),
+            quirks=r.quirks("VLLM_QUIRKS"),
         )
         vision_url = r.optional("VISION_URL")
         vision = None
@@ -279,8 +282,22 @@ class _Reader:
             raise ConfigError(name, "one of " + ", ".join(choices), raw)
         return raw.lower()
 
+    def quirks(self, name: str) -> tuple[str, ...]:
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        return check_quirks(name, [q.strip() for q in raw.split(",") if q.strip()])
+
     def url(self, name: str, default: str | None) -> str:
         return normalise_url(name, self.optional(name) or default)
+
+
+def check_quirks(name: str, quirks) -> tuple[str, ...]:
+    from .convert.quirks import QUIRKS
+
+    if not isinstance(quirks, list) or any(q not in QUIRKS for q in quirks):
+        raise ConfigError(name, "a list of quirks among: " + ", ".join(QUIRKS), str(quirks))
+    return tuple(quirks)
 
 
 def normalise_url(name: str, raw) -> str:

@@ -19,12 +19,13 @@ from .config import (
     BackendSettings,
     ConfigError,
     Route,
+    check_quirks,
     normalise_url,
 )
 
 _BACKEND_KEYS = {
     "url", "api_key", "api_key_env", "model", "kind", "context", "count_tokens",
-    "vision", "anthropic_native",
+    "vision", "anthropic_native", "quirks",
 }  # fmt: skip
 _ROUTE_KEYS = {"match", "backend"}
 
@@ -120,4 +121,5 @@ def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSet
         context=context,
         count_tokens=count_tokens,
         vision=table.get("vision", False),
+        quirks=check_quirks(f"{key}.quirks", table.get("quirks", [])),
     )

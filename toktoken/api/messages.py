@@ -9,6 +9,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import ValidationError
 
 from ..convert import MalformedResponse, StreamTranslator, to_anthropic_message, to_openai_request
+from ..convert.quirks import apply_quirks
 from ..errors import ApiError, InvalidRequest, PromptTooLong
 from ..gateway import current_gateway
 from ..logs import log_request
@@ -35,7 +36,10 @@ def create_message():
     gateway = current_gateway()
     backend = gateway.router.for_model(req["model"])
     stream = bool(req.get("stream"))
-    body = to_openai_request(req, backend.model, stream=stream, kind=gateway.caps(backend).kind)
+    body = apply_quirks(
+        to_openai_request(req, backend.model, stream=stream, kind=gateway.caps(backend).kind),
+        backend.quirks,
+    )
     upstream_bytes = _dumps(body)
     prompt = gateway.fit(backend, body, len(upstream_bytes))
     input_estimate = prompt.tokens if prompt else estimate_prompt_tokens(upstream_bytes)
@@ -105,7 +109,9 @@ def count_tokens():
     gateway = current_gateway()
     backend = gateway.router.for_model(req["model"])
     req.setdefault("max_tokens", 1)
-    body = to_openai_request(req, backend.model, kind=gateway.caps(backend).kind)
+    body = apply_quirks(
+        to_openai_request(req, backend.model, kind=gateway.caps(backend).kind), backend.quirks
+    )
     count = gateway.count_prompt(backend, body)
     return jsonify({"input_tokens": count.tokens})
 
