@@ -94,7 +94,9 @@ def test_backend_reply_with_thinking_and_broken_arguments(gateway, backend):
     assert data["content"][1]["input"] == {"path": "a.txt"}
 
 
-def test_models_in_both_shapes(gateway):
+def test_models_in_both_shapes(gateway_factory):
+    # a gateway of its own: what it discovers depends on the fake's handler
+    gateway = gateway_factory(VLLM_MODEL="fake-model", STREAM_PING_INTERVAL="2")
     openai_shape = requests.get(gateway.url + "/v1/models", headers={"x-api-key": KEY}).json()
     assert openai_shape["object"] == "list"
     assert openai_shape["data"][0] == {"id": "fake-model", "object": "model",
@@ -115,7 +117,7 @@ def test_backends_are_probed_at_startup_with_one_line(gateway):
     while not lines() and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = lines()
-    assert len(lines) == 1 and "is reachable" in lines[0] and "models: " in lines[0]
+    assert len(lines) == 1 and "is reachable" in lines[0]
 
 
 def test_health_and_head_need_no_key(gateway):
