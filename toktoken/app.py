@@ -43,10 +43,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.extensions["toktoken"] = Gateway(settings)
 
-    from .api import messages, models, ops
+    from .api import chat, messages, models, ops
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(chat.bp)
     app.register_blueprint(models.bp)
 
     @app.before_request
@@ -94,8 +95,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _error_response(err: GatewayError):
     request_id = getattr(g, "request_id", None)
+    status = err.status
     if request.path.startswith("/v1/chat/"):
         body = err.openai_body()
+        status = err.openai_status
     else:
         body = err.anthropic_body(request_id)
     if err.status >= 500 or err.status in (401, 403):
@@ -103,6 +106,6 @@ def _error_response(err: GatewayError):
             "%s %s -> %s %s: %s", request.method, request.path, err.status, err.type, err.message
         )
     response = jsonify(body)
-    response.status_code = err.status
+    response.status_code = status
     response.headers.update(err.headers())
     return response

@@ -191,12 +191,14 @@ class BackendClient:
             self.session.headers["Authorization"] = f"Bearer {settings.api_key}"
             if settings.anthropic_native:
                 self.session.headers["x-api-key"] = settings.api_key
+        if settings.anthropic_native:
+            self.session.headers["anthropic-version"] = "2023-06-01"
 
     # Requests ---------------------------------------------------------------
 
-    def post_json(self, path: str, body: dict | bytes) -> dict:
+    def post_json(self, path: str, body: dict | bytes, headers: dict | None = None) -> dict:
         """POST and return the parsed JSON answer (non-streaming)."""
-        response = self._post(path, body, stream=False)
+        response = self._post(path, body, stream=False, headers=headers)
         try:
             if response.status_code >= 300:
                 raise self.status_error(response.status_code, response.content)
@@ -209,10 +211,12 @@ class BackendClient:
         finally:
             response.close()
 
-    def open_stream(self, path: str, body: dict | bytes) -> UpstreamStream:
+    def open_stream(
+        self, path: str, body: dict | bytes, headers: dict | None = None
+    ) -> UpstreamStream:
         """POST with ``stream: true``; errors before the first byte raise here,
         while the client can still be given a proper HTTP status."""
-        response = self._post(path, body, stream=True)
+        response = self._post(path, body, stream=True, headers=headers)
         if response.status_code >= 300:
             try:
                 content = response.content
@@ -223,13 +227,15 @@ class BackendClient:
             raise self.status_error(response.status_code, content)
         return UpstreamStream(response, self)
 
-    def _post(self, path: str, body: dict | bytes, *, stream: bool) -> requests.Response:
+    def _post(
+        self, path: str, body: dict | bytes, *, stream: bool, headers: dict | None = None
+    ) -> requests.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             return self.session.post(
                 self.url + path,
                 data=data,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **(headers or {})},
                 stream=stream,
                 timeout=(self.connect_timeout, self.read_timeout),
             )
@@ -273,7 +279,7 @@ class BackendClient:
                 return PromptTooLong(prompt_tokens, context)
         if status == 429:
             return RateLimited(f"{where}: {detail}")
-        if status == 503:
+        if status in (503, 529):
             return Overloaded(f"{where} (overloaded): {detail}")
         if status in (400, 422):
             # The backend refused this request: its own words say why.

@@ -44,6 +44,11 @@ class GatewayError(Exception):
             }
         }
 
+    @property
+    def openai_status(self) -> int:
+        """OpenAI has no 529: capacity problems are 503 there."""
+        return 503 if self.status == 529 else self.status
+
     def headers(self) -> dict[str, str]:
         return {"x-should-retry": "true" if self.retryable else "false"}
 

@@ -97,34 +97,43 @@ def _pump(
             return
 
 
-def relay_anthropic(
+def relay(
     upstream: UpstreamStream,
-    translator,
+    machine,
     *,
+    encode: Callable[[list], bytes],
+    ping: bytes,
+    done: bytes = b"",
     ping_interval: float,
     client_gone: Callable[[], bool],
     on_done: Callable[[str], None],
 ) -> Iterator[bytes]:
-    """Generate the client's SSE bytes. ``on_done(outcome)`` runs exactly once
-    however the stream ends: "ok", "error", or "client_gone"."""
+    """Generate the client's SSE bytes from a sans-I/O stream machine
+    (start/feed/finish/fail). ``done`` is written after a clean end (OpenAI's
+    ``[DONE]``). ``on_done(outcome)`` runs exactly once however the stream
+    ends: "ok", "error", or "client_gone"."""
     outcome = "client_gone"
     try:
-        yield sse.encode(translator.start())
+        first = machine.start()
+        if first:
+            yield encode(first)
         for item in _pump(upstream, ping_interval, client_gone):
             if item is _PING:
-                yield sse.PING
+                yield ping
             elif item is _END:
-                events = translator.finish()
-                outcome = "ok" if translator.phase == "finished" else "error"
-                yield sse.encode(events)
+                events = machine.finish()
+                outcome = "ok" if machine.phase == "finished" else "error"
+                data = encode(events) + (done if outcome == "ok" else b"")
+                if data:
+                    yield data
             elif isinstance(item, GatewayError):
                 outcome = "error"
-                yield sse.encode(translator.fail(item))
+                yield encode(machine.fail(item))
             else:
-                events = translator.feed(item)
+                events = machine.feed(item)
                 if events:
-                    yield sse.encode(events)
-                if translator.phase == "failed":
+                    yield encode(events)
+                if machine.phase == "failed":
                     outcome = "error"
                     return
     except ClientGone:
@@ -132,3 +141,18 @@ def relay_anthropic(
     finally:
         upstream.close()
         on_done(outcome)
+
+
+def relay_anthropic(upstream: UpstreamStream, machine, **kwargs) -> Iterator[bytes]:
+    return relay(upstream, machine, encode=sse.encode, ping=sse.PING, **kwargs)
+
+
+def relay_openai(upstream: UpstreamStream, machine, **kwargs) -> Iterator[bytes]:
+    return relay(
+        upstream,
+        machine,
+        encode=sse.encode_chunks,
+        ping=sse.OPENAI_PING,
+        done=sse.OPENAI_DONE,
+        **kwargs,
+    )

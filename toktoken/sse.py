@@ -16,3 +16,15 @@ def encode(events: list[tuple[str, dict]]) -> bytes:
         % (name.encode(), json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
         for name, data in events
     )
+
+
+# The OpenAI route: data-only frames; a comment keeps idle connections alive.
+OPENAI_PING = b": ping\n\n"
+OPENAI_DONE = b"data: [DONE]\n\n"
+
+
+def encode_chunks(chunks: list[dict]) -> bytes:
+    return b"".join(
+        b"data: %s\n\n" % json.dumps(c, ensure_ascii=False, separators=(",", ":")).encode()
+        for c in chunks
+    )

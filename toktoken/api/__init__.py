@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
-from flask import request
+from flask import Response, request
+from marshmallow import ValidationError
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, PromptTooLong
+from ..schemas.anthropic import first_error
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def json_body() -> object:
@@ -18,3 +24,36 @@ def json_body() -> object:
         return json.loads(raw)
     except ValueError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def validated(loader: Callable[[object], dict]) -> dict:
+    """Parse and validate the body; a 400 naming the first bad field."""
+    try:
+        return loader(json_body())
+    except ValidationError as exc:
+        message = first_error(exc.messages)
+        field = message.split(":", 1)[0] if ":" in message else None
+        raise InvalidRequest(message, param=field) from None
+
+
+def dumps(body: dict) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def send_fitted(gateway, call, path: str, body: dict):
+    """POST ``body`` with ``call``; if the backend says only max_tokens was too
+    large for its window, refit and try once more."""
+    try:
+        return call(path, dumps(body))
+    except PromptTooLong as exc:
+        if not gateway.refit_after_overflow(body, exc):
+            raise
+        return call(path, dumps(body))
+
+
+def event_stream(body) -> Response:
+    return Response(body, status=200, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

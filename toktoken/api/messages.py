@@ -2,63 +2,61 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from flask import Blueprint, Response, g, jsonify, request
-from marshmallow import ValidationError
+from flask import Blueprint, g, jsonify, request
 
 from ..convert import MalformedResponse, StreamTranslator, to_anthropic_message, to_openai_request
+from ..convert.anthropic_passthrough import AnthropicPassthrough
 from ..convert.quirks import apply_quirks
-from ..errors import ApiError, InvalidRequest, PromptTooLong
+from ..errors import ApiError
 from ..gateway import current_gateway
 from ..logs import log_request
 from ..relay import client_gone_check, relay_anthropic
-from ..schemas.anthropic import first_error, load_count_tokens_request, load_messages_request
+from ..routing import anthropic_has_images
+from ..schemas.anthropic import load_count_tokens_request, load_messages_request
 from ..tokens import estimate_prompt_tokens
-from . import json_body
+from . import dumps, elapsed_ms, event_stream, send_fitted, validated
 
 bp = Blueprint("messages", __name__)
 
 CHAT_PATH = "/v1/chat/completions"
+MESSAGES_PATH = "/v1/messages"
+# Headers an Anthropic-native backend gets from the client (never its key).
+_FORWARDED = ("anthropic-version", "anthropic-beta")
 
 
-def _validated(loader) -> dict:
-    try:
-        return loader(json_body())
-    except ValidationError as exc:
-        raise InvalidRequest(first_error(exc.messages)) from None
+def _backend_for(gateway, req: dict):
+    return gateway.router.choose(
+        req["model"], has_images=anthropic_has_images(req), vision=gateway.vision
+    )
 
 
 @bp.post("/v1/messages")
 def create_message():
-    req = _validated(load_messages_request)
+    req = validated(load_messages_request)
     gateway = current_gateway()
-    backend = gateway.router.for_model(req["model"])
+    backend = _backend_for(gateway, req)
     stream = bool(req.get("stream"))
-    body = apply_quirks(
-        to_openai_request(req, backend.model, stream=stream, kind=gateway.caps(backend).kind),
-        backend.quirks,
-    )
-    upstream_bytes = _dumps(body)
-    prompt = gateway.fit(backend, body, len(upstream_bytes))
-    input_estimate = prompt.tokens if prompt else estimate_prompt_tokens(upstream_bytes)
     started = time.monotonic()
     log_fields = dict(
         request_id=g.request_id, route="/v1/messages", backend=backend.name,
         model=req["model"], backend_model=backend.model, stream=str(stream).lower(),
     )  # fmt: skip
 
-    def send(call):
-        try:
-            return call(CHAT_PATH, _dumps(body))
-        except PromptTooLong as exc:
-            if not gateway.refit_after_overflow(body, exc):
-                raise
-            return call(CHAT_PATH, _dumps(body))
+    if backend.settings.anthropic_native:
+        return _native(backend, req, stream, log_fields, started)
+
+    body = apply_quirks(
+        to_openai_request(req, backend.model, stream=stream, kind=gateway.caps(backend).kind),
+        backend.quirks,
+    )
+    upstream_bytes = dumps(body)
+    prompt = gateway.fit(backend, body, len(upstream_bytes))
+    input_estimate = prompt.tokens if prompt else estimate_prompt_tokens(upstream_bytes)
 
     if not stream:
-        completion = send(backend.post_json)
+        completion = send_fitted(gateway, backend.post_json, CHAT_PATH, body)
         try:
             message = to_anthropic_message(
                 completion, req["model"], input_tokens_estimate=input_estimate,
@@ -69,35 +67,53 @@ def create_message():
         usage = message["usage"]
         log_request(
             **log_fields, status=200, input_tokens=usage["input_tokens"],
-            output_tokens=usage["output_tokens"], ms=_ms(started),
+            output_tokens=usage["output_tokens"], ms=elapsed_ms(started),
         )  # fmt: skip
         return jsonify(message)
 
-    upstream = send(backend.open_stream)
+    upstream = send_fitted(gateway, backend.open_stream, CHAT_PATH, body)
     translator = StreamTranslator(
         req["model"], input_tokens=input_estimate, max_tokens=body["max_tokens"]
     )
+    return event_stream(_relay(gateway, upstream, translator, log_fields, started))
 
+
+def _native(backend, req: dict, stream: bool, log_fields: dict, started: float):
+    """An Anthropic-native backend: forward the request as it is (its model,
+    its key) and relay the answer, still watched for usage and errors."""
+    body = dict(req, model=backend.model)
+    headers = {h: request.headers[h] for h in _FORWARDED if h in request.headers}
+    if not stream:
+        message = backend.post_json(MESSAGES_PATH, body, headers=headers)
+        if not isinstance(message, dict) or message.get("type") != "message":
+            raise ApiError(f"backend {backend.url} returned something that is not a message")
+        message["model"] = req["model"]
+        usage = message.get("usage") or {}
+        log_request(
+            **log_fields, status=200, input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"), ms=elapsed_ms(started),
+        )  # fmt: skip
+        return jsonify(message)
+    upstream = backend.open_stream(MESSAGES_PATH, body, headers=headers)
+    machine = AnthropicPassthrough(req["model"])
+    return event_stream(_relay(current_gateway(), upstream, machine, log_fields, started))
+
+
+def _relay(gateway, upstream, machine, log_fields: dict, started: float):
     def done(outcome: str) -> None:
-        usage = getattr(translator, "final_usage", None) or {}
+        usage = getattr(machine, "final_usage", None) or {}
         log_request(
             **log_fields, status=200, outcome=outcome,
             input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
-            ms=_ms(started),
+            ms=elapsed_ms(started),
         )  # fmt: skip
 
-    events = relay_anthropic(
+    return relay_anthropic(
         upstream,
-        translator,
+        machine,
         ping_interval=gateway.settings.ping_interval,
         client_gone=client_gone_check(request.environ),
         on_done=done,
-    )
-    return Response(
-        events,
-        status=200,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
@@ -105,20 +121,12 @@ def create_message():
 def count_tokens():
     """Exact where the backend can tokenize (the request as the backend will
     see it: system, messages, tools, tool calls and results), else an estimate."""
-    req = _validated(load_count_tokens_request)
+    req = validated(load_count_tokens_request)
     gateway = current_gateway()
-    backend = gateway.router.for_model(req["model"])
+    backend = _backend_for(gateway, req)
     req.setdefault("max_tokens", 1)
     body = apply_quirks(
         to_openai_request(req, backend.model, kind=gateway.caps(backend).kind), backend.quirks
     )
     count = gateway.count_prompt(backend, body)
     return jsonify({"input_tokens": count.tokens})
-
-
-def _dumps(body: dict) -> bytes:
-    return json.dumps(body, ensure_ascii=False).encode()
-
-
-def _ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
