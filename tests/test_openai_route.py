@@ -152,3 +152,16 @@ def test_stream_from_llama_cpp_style_backend_without_usage(gateway, backend):
         model="m", messages=[{"role": "user", "content": "x"}], stream=True,
         stream_options={"include_usage": True}))  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "ab"
+
+
+def test_client_disconnect_closes_upstream(gateway, backend):
+    from .fake_backend import Pause
+
+    items = [chunk({"content": "tick"}) if i % 2 == 0 else Pause(0.1) for i in range(200)]
+    backend.handler = lambda req: Sse(items + [chunk({}, "stop")])
+    r = requests.post(gateway.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                      json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                      stream=True)  # fmt: skip
+    next(r.iter_content(chunk_size=None))
+    r.close()
+    assert backend.wait_for_disconnect(5), "the backend never saw the disconnect"

@@ -10,6 +10,8 @@ from flask import Response, request
 from marshmallow import ValidationError
 
 from ..errors import InvalidRequest, PromptTooLong
+from ..logs import log_request
+from ..relay import client_gone_check
 from ..schemas.anthropic import first_error
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -53,6 +55,30 @@ def send_fitted(gateway, call, path: str, body: dict):
 
 def event_stream(body) -> Response:
     return Response(body, status=200, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def streamed(
+    relay_fn, gateway, upstream, machine, log_fields: dict, started: float, usage
+) -> Response:
+    """A streaming response relayed by ``relay_fn`` from ``machine``; one log
+    line when the stream ends, however it ends (``usage()`` -> (in, out))."""
+
+    def done(outcome: str) -> None:
+        input_tokens, output_tokens = usage()
+        log_request(
+            **log_fields, status=200, outcome=outcome, input_tokens=input_tokens,
+            output_tokens=output_tokens, ms=elapsed_ms(started),
+        )  # fmt: skip
+
+    return event_stream(
+        relay_fn(
+            upstream,
+            machine,
+            ping_interval=gateway.settings.ping_interval,
+            client_gone=client_gone_check(request.environ),
+            on_done=done,
+        )
+    )
 
 
 def elapsed_ms(started: float) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify
 
 from ..convert.anthropic_response import to_openai_completion
 from ..convert.openai_request import to_anthropic_request
@@ -13,10 +13,10 @@ from ..convert.quirks import apply_quirks
 from ..errors import ApiError
 from ..gateway import current_gateway
 from ..logs import log_request
-from ..relay import client_gone_check, relay_openai
+from ..relay import relay_openai
 from ..routing import openai_has_images
 from ..schemas.openai import load_chat_request
-from . import dumps, elapsed_ms, event_stream, send_fitted, validated
+from . import dumps, elapsed_ms, send_fitted, streamed, validated
 
 bp = Blueprint("chat", __name__)
 
@@ -64,7 +64,7 @@ def chat_completions():
 
     upstream = send_fitted(gateway, backend.open_stream, CHAT_PATH, body)
     machine = ChunkRelay(req["model"], include_usage=include_usage)
-    return event_stream(_relay(gateway, upstream, machine, log_fields, started))
+    return _relay(gateway, upstream, machine, log_fields, started)
 
 
 def _via_anthropic(gateway, backend, req, stream, include_usage, log_fields, started):
@@ -83,23 +83,14 @@ def _via_anthropic(gateway, backend, req, stream, include_usage, log_fields, sta
         return jsonify(completion)
     upstream = backend.open_stream("/v1/messages", body)
     machine = AnthropicToOpenAIStream(req["model"], include_usage=include_usage)
-    return event_stream(_relay(gateway, upstream, machine, log_fields, started))
+    return _relay(gateway, upstream, machine, log_fields, started)
 
 
 def _relay(gateway, upstream, machine, log_fields, started):
-    def done(outcome: str) -> None:
-        usage = getattr(machine, "usage", None) or {}
-        log_request(
-            **log_fields, status=200, outcome=outcome,
-            input_tokens=usage.get("prompt_tokens", usage.get("input_tokens")),
-            output_tokens=usage.get("completion_tokens", usage.get("output_tokens")),
-            ms=elapsed_ms(started),
-        )  # fmt: skip
+    def usage():
+        final = machine.usage or {}
+        if "prompt_tokens" in final:
+            return final.get("prompt_tokens"), final.get("completion_tokens")
+        return final.get("input_tokens"), final.get("output_tokens")
 
-    return relay_openai(
-        upstream,
-        machine,
-        ping_interval=gateway.settings.ping_interval,
-        client_gone=client_gone_check(request.environ),
-        on_done=done,
-    )
+    return streamed(relay_openai, gateway, upstream, machine, log_fields, started, usage)

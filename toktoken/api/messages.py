@@ -12,11 +12,11 @@ from ..convert.quirks import apply_quirks
 from ..errors import ApiError
 from ..gateway import current_gateway
 from ..logs import log_request
-from ..relay import client_gone_check, relay_anthropic
+from ..relay import relay_anthropic
 from ..routing import anthropic_has_images
 from ..schemas.anthropic import load_count_tokens_request, load_messages_request
 from ..tokens import estimate_prompt_tokens
-from . import dumps, elapsed_ms, event_stream, send_fitted, validated
+from . import dumps, elapsed_ms, send_fitted, streamed, validated
 
 bp = Blueprint("messages", __name__)
 
@@ -75,7 +75,7 @@ def create_message():
     translator = StreamTranslator(
         req["model"], input_tokens=input_estimate, max_tokens=body["max_tokens"]
     )
-    return event_stream(_relay(gateway, upstream, translator, log_fields, started))
+    return _relay(gateway, upstream, translator, log_fields, started)
 
 
 def _native(backend, req: dict, stream: bool, log_fields: dict, started: float):
@@ -96,25 +96,15 @@ def _native(backend, req: dict, stream: bool, log_fields: dict, started: float):
         return jsonify(message)
     upstream = backend.open_stream(MESSAGES_PATH, body, headers=headers)
     machine = AnthropicPassthrough(req["model"])
-    return event_stream(_relay(current_gateway(), upstream, machine, log_fields, started))
+    return _relay(current_gateway(), upstream, machine, log_fields, started)
 
 
 def _relay(gateway, upstream, machine, log_fields: dict, started: float):
-    def done(outcome: str) -> None:
-        usage = getattr(machine, "final_usage", None) or {}
-        log_request(
-            **log_fields, status=200, outcome=outcome,
-            input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"),
-            ms=elapsed_ms(started),
-        )  # fmt: skip
+    def usage():
+        final = getattr(machine, "final_usage", None) or {}
+        return final.get("input_tokens"), final.get("output_tokens")
 
-    return relay_anthropic(
-        upstream,
-        machine,
-        ping_interval=gateway.settings.ping_interval,
-        client_gone=client_gone_check(request.environ),
-        on_done=done,
-    )
+    return streamed(relay_anthropic, gateway, upstream, machine, log_fields, started, usage)
 
 
 @bp.post("/v1/messages/count_tokens")

@@ -21,11 +21,21 @@ from ..errors import ApiError, GatewayError
 from .anthropic_response import FINISH_FOR_STOP, openai_usage
 
 
-def _error_chunk(error: GatewayError) -> dict:
-    return error.openai_body()
+class _ChunkMachine:
+    phase = "streaming"
+
+    def start(self) -> list[dict]:
+        return []
+
+    def fail(self, error: GatewayError) -> list[dict]:
+        """End the stream with an error chunk (the openai SDK raises it)."""
+        if self.phase != "streaming":
+            return []
+        self.phase = "failed"
+        return [error.openai_body()]
 
 
-class ChunkRelay:
+class ChunkRelay(_ChunkMachine):
     def __init__(self, model: str, *, include_usage: bool):
         self.model = model
         self.include_usage = include_usage
@@ -33,9 +43,6 @@ class ChunkRelay:
         self.finish_reason: str | None = None
         self.usage: dict | None = None
         self._chunks = 0
-
-    def start(self) -> list[dict]:
-        return []
 
     def feed(self, chunk: dict) -> list[dict]:
         if self.phase != "streaming" or not isinstance(chunk, dict):
@@ -69,14 +76,8 @@ class ChunkRelay:
         self.phase = "finished"
         return []
 
-    def fail(self, error: GatewayError) -> list[dict]:
-        if self.phase != "streaming":
-            return []
-        self.phase = "failed"
-        return [_error_chunk(error)]
 
-
-class AnthropicToOpenAIStream:
+class AnthropicToOpenAIStream(_ChunkMachine):
     def __init__(self, model: str, *, include_usage: bool):
         self.model = model
         self.include_usage = include_usage
@@ -87,9 +88,6 @@ class AnthropicToOpenAIStream:
         self.finish_reason: str | None = None
         self._block_kind: dict[int, str] = {}
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
-
-    def start(self) -> list[dict]:
-        return []
 
     def _chunk(self, delta: dict, finish_reason=None) -> dict:
         chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -165,9 +163,3 @@ class AnthropicToOpenAIStream:
         if self.phase == "streaming":
             return self.fail(ApiError("the backend's stream ended before message_stop"))
         return []
-
-    def fail(self, error: GatewayError) -> list[dict]:
-        if self.phase != "streaming":
-            return []
-        self.phase = "failed"
-        return [_error_chunk(error)]
