@@ -24,7 +24,7 @@ worker_connections = _settings.worker_connections
 # limit how long a request may stream (hour-long streams are fine).
 timeout = 120
 # On reload/stop, give open streams this long to finish before they are cut.
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "120"))
+graceful_timeout = _settings.graceful_timeout
 # Longer than nginx's upstream keepalive_timeout (60 s) so nginx closes first.
 keepalive = 75
 loglevel = _settings.log_level

@@ -97,6 +97,7 @@ class Settings:
     capabilities_ttl: float = 300.0
     workers: int = 1
     worker_connections: int = 1000
+    graceful_timeout: int = 120
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -169,6 +170,7 @@ class Settings:
             capabilities_ttl=r.number("CAPABILITIES_TTL", 300.0),
             workers=r.integer("WORKERS", 1, 1, 256),
             worker_connections=r.integer("WORKER_CONNECTIONS", 1000, 1, 100000),
+            graceful_timeout=r.integer("GRACEFUL_TIMEOUT", 120, 1, 86400),
         )
 
     @property
@@ -198,6 +200,7 @@ class Settings:
             "CAPABILITIES_TTL": self.capabilities_ttl,
             "WORKERS": self.workers,
             "WORKER_CONNECTIONS": self.worker_connections,
+            "GRACEFUL_TIMEOUT": self.graceful_timeout,
         }
 
     @property
