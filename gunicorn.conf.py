@@ -45,3 +45,10 @@ def post_worker_init(worker):
 
     gateway = worker.wsgi.extensions["toktoken"]
     threading.Thread(target=gateway.startup, args=(worker.age == 1,), daemon=True).start()
+
+
+def worker_exit(server, worker):
+    # A graceful stop (SIGTERM, reload): write the buffered usage records.
+    gateway = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("toktoken")
+    if gateway is not None:
+        gateway.close()

@@ -252,10 +252,17 @@ def test_client_disconnect_closes_upstream(gateway, backend):
     r = post(gateway, body(), stream=True)
     it = r.iter_content(chunk_size=None)
     next(it), next(it)
+    request_id = r.headers["request-id"]
     r.close()  # the client goes away mid-stream
     closed_at = time.monotonic()
     assert backend.wait_for_disconnect(5), "the backend never saw the disconnect"
     assert backend.disconnects[0] - closed_at < 1.5
+    # the relay ended cleanly: its one request line says what happened
+    deadline = time.monotonic() + 5
+    while f"request_id={request_id}" not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [line] = [x for x in gateway.log().splitlines() if f"request_id={request_id}" in x]
+    assert "outcome=client_gone" in line and "error=client_disconnected" in line
 
 
 def test_client_disconnect_while_upstream_silent_closes_upstream(gateway, backend):

@@ -154,8 +154,7 @@ def test_anthropic_request_is_forwarded_as_is(native_gateway, backend):
         r.json()["content"][0]["text"] == "A red square."
         and r.json()["model"] == "claude-sonnet-5-5"
     )
-    sent = backend.requests[-1]
-    assert sent.path == "/v1/messages"
+    sent = [x for x in backend.requests if x.path == "/v1/messages"][-1]
     assert sent.body == dict(body, model="vision-model")
     assert sent.headers["x-api-key"] == "vk" and KEY not in json.dumps(sent.headers)
     assert sent.headers["anthropic-beta"] == "some-beta-2026"
@@ -193,7 +192,7 @@ def test_openai_client_gets_openai_answers_from_a_native_backend(native_gateway,
     ) == {"factor": 2}
     assert r.usage.prompt_tokens == 34 and r.usage.prompt_tokens_details.cached_tokens == 4
     assert r.model == "gpt-v"
-    sent = backend.requests[-1].body
+    sent = [x for x in backend.requests if x.path == "/v1/messages"][-1].body
     assert (
         sent["model"] == "vision-model"
         and sent["system"] == "Be brief."
@@ -218,7 +217,7 @@ def test_openai_stream_from_a_native_backend(native_gateway, backend):
     assert json.loads(args) == {"factor": 3}
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
     assert chunks[-1].usage.completion_tokens == 7 and chunks[-1].usage.prompt_tokens == 30
-    assert backend.requests[-1].body["messages"][0]["content"][0] == {
+    assert [x for x in backend.requests if x.path == "/v1/messages"][-1].body["messages"][0]["content"][0] == {
         "type": "image", "source": {"type": "url", "url": "https://example.invalid/cat.png"}}  # fmt: skip
     # the SDK's stream helper accumulates the same thing
     with c.chat.completions.stream(
@@ -241,4 +240,4 @@ def test_text_requests_still_go_to_the_openai_default_backend(native_gateway, ba
     c = anthropic.Anthropic(base_url=native_gateway.url, api_key=KEY, max_retries=0)
     msg = c.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
     assert msg.content[0].text == "text backend"
-    assert backend.requests[-1].path == "/v1/chat/completions"
+    assert backend.chat_requests and not [x for x in backend.requests if x.path == "/v1/messages"]

@@ -8,7 +8,7 @@ import uuid
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .auth import check_key
+from .auth import check_key, presented_key
 from .config import Settings
 from .errors import (
     ApiError,
@@ -19,6 +19,10 @@ from .errors import (
 )
 from .gateway import Gateway
 from .logs import setup_logging
+from .telemetry import RequestRecord, key_fingerprint
+
+# Endpoints that produce a usage record.
+USAGE_ENDPOINTS = {"messages.create_message", "chat.chat_completions"}
 
 __all__ = ["create_app", "Settings"]
 
@@ -43,12 +47,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.extensions["toktoken"] = Gateway(settings)
 
-    from .api import chat, messages, models, ops
+    from .api import chat, messages, models, ops, stats
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(chat.bp)
+    app.register_blueprint(stats.bp)
     app.register_blueprint(models.bp)
+
+    gateway = app.extensions["toktoken"]
 
     @app.before_request
     def authenticate():
@@ -57,6 +64,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             return None
         if request.endpoint is None:
             return None  # unknown route: 404 below, no need to leak that a key is wrong
+        if request.endpoint in USAGE_ENDPOINTS:
+            # One usage record and one log line per API request, however it ends.
+            g.usage = RequestRecord(g.request_id, request.path, recorder=gateway.recorder)
+            g.usage.key_fp = key_fingerprint(presented_key(request.headers))
         check_key(request.headers, settings.api_keys)
         return None
 
@@ -105,6 +116,9 @@ def _error_response(err: GatewayError):
         log.warning(
             "%s %s -> %s %s: %s", request.method, request.path, err.status, err.type, err.message
         )
+    draft = getattr(g, "usage", None)
+    if draft is not None:
+        draft.finish(status=status, error_type=err.type)
     response = jsonify(body)
     response.status_code = status
     response.headers.update(err.headers())

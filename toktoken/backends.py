@@ -138,7 +138,13 @@ class UpstreamStream:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self.response.close()
+        try:
+            self.response.close()
+        except RuntimeError:
+            # A reader greenlet is blocked inside this response's buffered
+            # reader ("reentrant call"): the shutdown above wakes it, and the
+            # dead connection is discarded with it.
+            pass
 
 
 def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
@@ -303,17 +309,18 @@ class BackendClient:
     def _soft(self, method: str, path: str, body, timeout: float):
         try:
             response = self.session.request(
-                method,
-                self.url + path,
-                json=body,
+                method, self.url + path, json=body, stream=True,
                 timeout=(min(self.connect_timeout, timeout), timeout),
-            )
+            )  # fmt: skip
         except requests.RequestException:
             return None, None
         with response:
             try:
-                return response.status_code, response.json()
-            except ValueError:
+                # Discovery answers are small: never read more than 1 MB
+                # (an endpoint that streams forever must not hold us).
+                data = response.raw.read(1_000_000, decode_content=True)
+                return response.status_code, json.loads(data)
+            except Exception:  # not JSON, cut, timed out: no answer
                 return response.status_code, None
 
     # Token counting -------------------------------------------------------------

@@ -56,6 +56,9 @@ def discover(client: BackendClient) -> Capabilities:
     """Ask the backend what it is. Never raises; an unreachable backend gives
     the configured values and ``reachable=False``."""
     cfg = client.settings
+    if cfg.anthropic_native:
+        # Speaks Anthropic's API: nothing OpenAI-style to discover or count.
+        return _configured(client, Capabilities(kind="anthropic", models=(cfg.model,)))
     status, models_body = client.get_json("/v1/models")
     if status is None:
         return _configured(client, Capabilities(kind=_kind_or(cfg.kind, "openai"), reachable=False))
@@ -114,7 +117,7 @@ def _configured(client: BackendClient, caps: Capabilities) -> Capabilities:
         caps = replace(caps, context=cfg.context, context_source="configured")
     elif caps.context is None and client.learned_context:
         caps = replace(caps, context=client.learned_context, context_source="learned")
-    if cfg.kind != "auto":
+    if cfg.kind != "auto" and not cfg.anthropic_native:
         caps = replace(caps, kind=cfg.kind)
     return caps
 
@@ -147,19 +150,30 @@ def _int(value) -> int | None:
 
 
 class CapabilityCache:
-    """Capabilities per backend with a time to live and background refresh."""
+    """Capabilities per backend with a time to live and background refresh.
 
-    def __init__(self, ttl: float = 300.0, retry_after: float = 10.0):
+    Discovery never holds a request for long: the very first request waits at
+    most ``first_wait`` seconds for the discovery started at worker start-up,
+    then goes on with the configured values (and the backend's own overflow
+    errors, which refit and retry, cover what is not known yet)."""
+
+    def __init__(self, ttl: float = 300.0, retry_after: float = 10.0, first_wait: float = 2.0):
         self.ttl = ttl
         self.retry_after = retry_after  # when the backend was unreachable
+        self.first_wait = first_wait
         self._cache: dict[str, Capabilities] = {}
-        self._refreshing: set[str] = set()
+        self._refreshing: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, client: BackendClient) -> Capabilities:
         caps = self._cache.get(client.name)
         if caps is None:
-            return self.refresh(client)
+            self._refresh_in_background(client).wait(self.first_wait)
+            caps = self._cache.get(client.name)
+            if caps is None:
+                return _configured(
+                    client, Capabilities(kind=_kind_or(client.settings.kind, "openai"))
+                )
         age = time.monotonic() - caps.discovered_at
         if age > (self.ttl if caps.reachable else self.retry_after):
             self._refresh_in_background(client)
@@ -176,17 +190,22 @@ class CapabilityCache:
             log.info("backend %s capabilities: %s", client.name, caps.as_dict())
         return caps
 
-    def _refresh_in_background(self, client: BackendClient) -> None:
+    def _refresh_in_background(self, client: BackendClient) -> threading.Event:
         with self._lock:
-            if client.name in self._refreshing:
-                return
-            self._refreshing.add(client.name)
+            running = self._refreshing.get(client.name)
+            if running is not None:
+                return running
+            done = self._refreshing[client.name] = threading.Event()
 
         def run() -> None:
             try:
                 self.refresh(client)
+            except Exception:
+                log.exception("capability discovery for backend %s failed", client.name)
             finally:
                 with self._lock:
-                    self._refreshing.discard(client.name)
+                    self._refreshing.pop(client.name, None)
+                done.set()
 
         threading.Thread(target=run, name="capabilities", daemon=True).start()
+        return done

@@ -85,6 +85,9 @@ class Settings:
     routes: tuple[Route, ...] = ()
     config_file: str | None = None
     telemetry_enabled: bool = False
+    telemetry_db: str = "toktoken-usage.db"
+    telemetry_flush_interval: float = 1.0
+    telemetry_retention_days: int = 0  # 0: keep every record
     log_level: str = "info"
     max_request_bytes: int = 32 * 1024 * 1024
     connect_timeout: float = 10.0
@@ -161,6 +164,9 @@ class Settings:
             routes=routes,
             config_file=config_file,
             telemetry_enabled=r.boolean("TELEMETRY_ENABLED", False),
+            telemetry_db=r.text("TELEMETRY_DB", "toktoken-usage.db"),
+            telemetry_flush_interval=r.number("TELEMETRY_FLUSH_INTERVAL", 1.0),
+            telemetry_retention_days=r.integer("TELEMETRY_RETENTION_DAYS", 0, 0, 100000),
             log_level=r.choice("LOG_LEVEL", "info", LOG_LEVELS),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
             connect_timeout=r.number("BACKEND_CONNECT_TIMEOUT", 10.0),
@@ -191,6 +197,9 @@ class Settings:
             "backends": [b.describe() for b in self.backends],
             "routes": [f"{r.pattern} -> {r.backend}" for r in self.routes],
             "TELEMETRY_ENABLED": self.telemetry_enabled,
+            "TELEMETRY_DB": self.telemetry_db,
+            "TELEMETRY_FLUSH_INTERVAL": self.telemetry_flush_interval,
+            "TELEMETRY_RETENTION_DAYS": self.telemetry_retention_days,
             "LOG_LEVEL": self.log_level,
             "MAX_REQUEST_BYTES": self.max_request_bytes,
             "BACKEND_CONNECT_TIMEOUT": self.connect_timeout,

@@ -11,6 +11,7 @@ from .capabilities import Capabilities, CapabilityCache
 from .config import Settings
 from .errors import PromptTooLong
 from .routing import Router
+from .telemetry import Recorder, open_store
 from .tokens import TokenCount, TokenCounter, fit_max_tokens, needs_count
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,18 @@ class Gateway:
         self.router = Router(settings.routes, self.clients, settings.backend.name)
         self.capabilities = CapabilityCache(ttl=settings.capabilities_ttl)
         self.counter = TokenCounter()
+        self.recorder: Recorder | None = None
+        if settings.telemetry_enabled:
+            self.recorder = Recorder(
+                open_store(settings.telemetry_db),
+                flush_interval=settings.telemetry_flush_interval,
+                retention_days=settings.telemetry_retention_days,
+            )
+
+    def close(self) -> None:
+        """Write what is still buffered (graceful worker exit)."""
+        if self.recorder is not None:
+            self.recorder.close()
 
     def caps(self, backend: BackendClient) -> Capabilities:
         return self.capabilities.get(backend)

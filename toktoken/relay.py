@@ -21,6 +21,7 @@ import queue
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from . import sse
@@ -106,13 +107,17 @@ def relay(
     done: bytes = b"",
     ping_interval: float,
     client_gone: Callable[[], bool],
-    on_done: Callable[[str], None],
+    on_done: Callable[..., None],
 ) -> Iterator[bytes]:
     """Generate the client's SSE bytes from a sans-I/O stream machine
     (start/feed/finish/fail). ``done`` is written after a clean end (OpenAI's
-    ``[DONE]``). ``on_done(outcome)`` runs exactly once however the stream
-    ends: "ok", "error", or "client_gone"."""
+    ``[DONE]``). ``on_done(outcome, first_output_at, error_type)`` runs
+    exactly once however the stream ends; outcome is "ok", "error", or
+    "client_gone"; first_output_at is when the first upstream output was
+    relayed (time to first token)."""
     outcome = "client_gone"
+    first_output_at = None
+    error_type = None
     try:
         first = machine.start()
         if first:
@@ -123,15 +128,19 @@ def relay(
             elif item is _END:
                 events = machine.finish()
                 outcome = "ok" if machine.phase == "finished" else "error"
+                if first_output_at is None and outcome == "ok":
+                    first_output_at = time.monotonic()
                 data = encode(events) + (done if outcome == "ok" else b"")
                 if data:
                     yield data
             elif isinstance(item, GatewayError):
-                outcome = "error"
+                outcome, error_type = "error", item.type
                 yield encode(machine.fail(item))
             else:
                 events = machine.feed(item)
                 if events:
+                    if first_output_at is None:
+                        first_output_at = time.monotonic()
                     yield encode(events)
                 if machine.phase == "failed":
                     outcome = "error"
@@ -139,8 +148,12 @@ def relay(
     except ClientGone:
         pass
     finally:
-        upstream.close()
-        on_done(outcome)
+        try:
+            upstream.close()
+        finally:
+            if outcome == "error" and error_type is None:
+                error_type = "api_error"
+            on_done(outcome, first_output_at, error_type)
 
 
 def relay_anthropic(upstream: UpstreamStream, machine, **kwargs) -> Iterator[bytes]:

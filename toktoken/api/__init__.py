@@ -10,7 +10,6 @@ from flask import Response, request
 from marshmallow import ValidationError
 
 from ..errors import InvalidRequest, PromptTooLong
-from ..logs import log_request
 from ..relay import client_gone_check
 from ..schemas.anthropic import first_error
 
@@ -57,18 +56,17 @@ def event_stream(body) -> Response:
     return Response(body, status=200, mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 
-def streamed(
-    relay_fn, gateway, upstream, machine, log_fields: dict, started: float, usage
-) -> Response:
-    """A streaming response relayed by ``relay_fn`` from ``machine``; one log
-    line when the stream ends, however it ends (``usage()`` -> (in, out))."""
+def streamed(relay_fn, gateway, upstream, machine, draft, usage) -> Response:
+    """A streaming response relayed by ``relay_fn`` from ``machine``. When the
+    stream ends, however it ends, the request's record is finished with
+    ``usage()`` (a dict of input_tokens, output_tokens, cache_read_tokens,
+    exact)."""
 
-    def done(outcome: str) -> None:
-        input_tokens, output_tokens = usage()
-        log_request(
-            **log_fields, status=200, outcome=outcome, input_tokens=input_tokens,
-            output_tokens=output_tokens, ms=elapsed_ms(started),
-        )  # fmt: skip
+    def done(outcome: str, first_output_at, error_type) -> None:
+        if outcome == "client_gone":
+            error_type = "client_disconnected"
+        draft.finish(status=200, outcome=outcome, error_type=error_type,
+                     first_token_at=first_output_at, **usage())  # fmt: skip
 
     return event_stream(
         relay_fn(

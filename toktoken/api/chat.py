@@ -6,17 +6,16 @@ import time
 
 from flask import Blueprint, g, jsonify
 
-from ..convert.anthropic_response import to_openai_completion
+from ..convert.anthropic_response import openai_usage, to_openai_completion
 from ..convert.openai_request import to_anthropic_request
 from ..convert.openai_stream import AnthropicToOpenAIStream, ChunkRelay
 from ..convert.quirks import apply_quirks
 from ..errors import ApiError
 from ..gateway import current_gateway
-from ..logs import log_request
 from ..relay import relay_openai
 from ..routing import openai_has_images
 from ..schemas.openai import load_chat_request
-from . import dumps, elapsed_ms, send_fitted, streamed, validated
+from . import dumps, send_fitted, streamed, validated
 
 bp = Blueprint("chat", __name__)
 
@@ -32,14 +31,12 @@ def chat_completions():
     )
     stream = bool(req.get("stream"))
     include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-    started = time.monotonic()
-    log_fields = dict(
-        request_id=g.request_id, route="/v1/chat/completions", backend=backend.name,
-        model=req["model"], backend_model=backend.model, stream=str(stream).lower(),
-    )  # fmt: skip
+    draft = g.usage
+    draft.model, draft.backend, draft.backend_model, draft.stream = (
+        req["model"], backend.name, backend.model, stream)  # fmt: skip
 
     if backend.settings.anthropic_native:
-        return _via_anthropic(gateway, backend, req, stream, include_usage, log_fields, started)
+        return _via_anthropic(gateway, backend, req, stream, include_usage, draft)
 
     body = dict(req, model=backend.model)
     if stream:
@@ -55,19 +52,15 @@ def chat_completions():
         if not isinstance(completion, dict) or not completion.get("choices"):
             raise ApiError(f"backend {backend.url} returned an invalid completion")
         completion["model"] = req["model"]
-        usage = completion.get("usage") or {}
-        log_request(
-            **log_fields, status=200, input_tokens=usage.get("prompt_tokens"),
-            output_tokens=usage.get("completion_tokens"), ms=elapsed_ms(started),
-        )  # fmt: skip
+        _finish(draft, completion.get("usage"))
         return jsonify(completion)
 
     upstream = send_fitted(gateway, backend.open_stream, CHAT_PATH, body)
     machine = ChunkRelay(req["model"], include_usage=include_usage)
-    return _relay(gateway, upstream, machine, log_fields, started)
+    return streamed(relay_openai, gateway, upstream, machine, draft, lambda: _usage(machine.usage))
 
 
-def _via_anthropic(gateway, backend, req, stream, include_usage, log_fields, started):
+def _via_anthropic(gateway, backend, req, stream, include_usage, draft):
     """An Anthropic-native backend: convert the request, and the reply back."""
     body = to_anthropic_request(req, backend.model, stream=stream)
     if not stream:
@@ -75,22 +68,26 @@ def _via_anthropic(gateway, backend, req, stream, include_usage, log_fields, sta
         if not isinstance(message, dict) or message.get("type") != "message":
             raise ApiError(f"backend {backend.url} returned something that is not a message")
         completion = to_openai_completion(message, req["model"])
-        usage = completion["usage"]
-        log_request(
-            **log_fields, status=200, input_tokens=usage["prompt_tokens"],
-            output_tokens=usage["completion_tokens"], ms=elapsed_ms(started),
-        )  # fmt: skip
+        _finish(draft, completion["usage"])
         return jsonify(completion)
     upstream = backend.open_stream("/v1/messages", body)
     machine = AnthropicToOpenAIStream(req["model"], include_usage=include_usage)
-    return _relay(gateway, upstream, machine, log_fields, started)
+    return streamed(relay_openai, gateway, upstream, machine, draft,
+                    lambda: _usage(openai_usage(machine.usage)))  # fmt: skip
 
 
-def _relay(gateway, upstream, machine, log_fields, started):
-    def usage():
-        final = machine.usage or {}
-        if "prompt_tokens" in final:
-            return final.get("prompt_tokens"), final.get("completion_tokens")
-        return final.get("input_tokens"), final.get("output_tokens")
+def _usage(usage: dict | None) -> dict:
+    """OpenAI usage -> the record's fields (input excludes cached tokens)."""
+    if not isinstance(usage, dict):
+        return {"input_tokens": None, "output_tokens": None, "exact": False}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return {
+        "input_tokens": (usage.get("prompt_tokens") or 0) - cached,
+        "output_tokens": usage.get("completion_tokens"),
+        "cache_read_tokens": cached,
+        "exact": True,
+    }
 
-    return streamed(relay_openai, gateway, upstream, machine, log_fields, started, usage)
+
+def _finish(draft, usage: dict | None) -> None:
+    draft.finish(status=200, first_token_at=time.monotonic(), **_usage(usage))

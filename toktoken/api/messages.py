@@ -11,12 +11,11 @@ from ..convert.anthropic_passthrough import AnthropicPassthrough
 from ..convert.quirks import apply_quirks
 from ..errors import ApiError
 from ..gateway import current_gateway
-from ..logs import log_request
 from ..relay import relay_anthropic
 from ..routing import anthropic_has_images
 from ..schemas.anthropic import load_count_tokens_request, load_messages_request
 from ..tokens import estimate_prompt_tokens
-from . import dumps, elapsed_ms, send_fitted, streamed, validated
+from . import dumps, send_fitted, streamed, validated
 
 bp = Blueprint("messages", __name__)
 
@@ -38,14 +37,12 @@ def create_message():
     gateway = current_gateway()
     backend = _backend_for(gateway, req)
     stream = bool(req.get("stream"))
-    started = time.monotonic()
-    log_fields = dict(
-        request_id=g.request_id, route="/v1/messages", backend=backend.name,
-        model=req["model"], backend_model=backend.model, stream=str(stream).lower(),
-    )  # fmt: skip
+    draft = g.usage
+    draft.model, draft.backend, draft.backend_model, draft.stream = (
+        req["model"], backend.name, backend.model, stream)  # fmt: skip
 
     if backend.settings.anthropic_native:
-        return _native(backend, req, stream, log_fields, started)
+        return _native(gateway, backend, req, stream, draft)
 
     body = apply_quirks(
         to_openai_request(req, backend.model, stream=stream, kind=gateway.caps(backend).kind),
@@ -64,21 +61,22 @@ def create_message():
             )  # fmt: skip
         except MalformedResponse as exc:
             raise ApiError(f"backend {backend.url} returned an invalid completion: {exc}") from None
-        usage = message["usage"]
-        log_request(
-            **log_fields, status=200, input_tokens=usage["input_tokens"],
-            output_tokens=usage["output_tokens"], ms=elapsed_ms(started),
-        )  # fmt: skip
+        _finish(draft, message["usage"], exact=isinstance(completion.get("usage"), dict))
         return jsonify(message)
 
     upstream = send_fitted(gateway, backend.open_stream, CHAT_PATH, body)
     translator = StreamTranslator(
         req["model"], input_tokens=input_estimate, max_tokens=body["max_tokens"]
     )
-    return _relay(gateway, upstream, translator, log_fields, started)
+
+    def usage():
+        final = getattr(translator, "final_usage", None) or {}
+        return _usage(final, exact=translator.usage_is_exact)
+
+    return streamed(relay_anthropic, gateway, upstream, translator, draft, usage)
 
 
-def _native(backend, req: dict, stream: bool, log_fields: dict, started: float):
+def _native(gateway, backend, req: dict, stream: bool, draft):
     """An Anthropic-native backend: forward the request as it is (its model,
     its key) and relay the answer, still watched for usage and errors."""
     body = dict(req, model=backend.model)
@@ -88,23 +86,25 @@ def _native(backend, req: dict, stream: bool, log_fields: dict, started: float):
         if not isinstance(message, dict) or message.get("type") != "message":
             raise ApiError(f"backend {backend.url} returned something that is not a message")
         message["model"] = req["model"]
-        usage = message.get("usage") or {}
-        log_request(
-            **log_fields, status=200, input_tokens=usage.get("input_tokens"),
-            output_tokens=usage.get("output_tokens"), ms=elapsed_ms(started),
-        )  # fmt: skip
+        _finish(draft, message.get("usage") or {}, exact=True)
         return jsonify(message)
     upstream = backend.open_stream(MESSAGES_PATH, body, headers=headers)
     machine = AnthropicPassthrough(req["model"])
-    return _relay(current_gateway(), upstream, machine, log_fields, started)
+    return streamed(relay_anthropic, gateway, upstream, machine, draft,
+                    lambda: _usage(machine.final_usage, exact=True))  # fmt: skip
 
 
-def _relay(gateway, upstream, machine, log_fields: dict, started: float):
-    def usage():
-        final = getattr(machine, "final_usage", None) or {}
-        return final.get("input_tokens"), final.get("output_tokens")
+def _usage(usage: dict, *, exact: bool) -> dict:
+    return {
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "cache_read_tokens": usage.get("cache_read_input_tokens"),
+        "exact": exact,
+    }
 
-    return streamed(relay_anthropic, gateway, upstream, machine, log_fields, started, usage)
+
+def _finish(draft, usage: dict, *, exact: bool) -> None:
+    draft.finish(status=200, first_token_at=time.monotonic(), **_usage(usage, exact=exact))
 
 
 @bp.post("/v1/messages/count_tokens")

@@ -1,0 +1,183 @@
+"""Usage records: one per request on either route, across gunicorn workers,
+nothing lost on SIGTERM, /stats sums equal what clients saw."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from toktoken.telemetry import key_fingerprint
+
+from .anthropic_grammar import validate
+from .conftest import KEY, GatewayProcess
+from .fake_backend import Pause, Sse, Text, chunk, completion, text_stream
+
+HEADERS = {"x-api-key": KEY, "Connection": "close"}
+
+
+def anthropic(gw, stream=False, model="claude-a", **kw):
+    body = {"model": model, "max_tokens": 20, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}], **kw}  # fmt: skip
+    return requests.post(gw.url + "/v1/messages", json=body, headers=HEADERS, timeout=30)
+
+
+def openai_call(gw, stream=False, model="gpt-b"):
+    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return requests.post(gw.url + "/v1/chat/completions", json=body, timeout=30,
+                         headers={"Authorization": f"Bearer {KEY}", "Connection": "close"})  # fmt: skip
+
+
+def rows(db_path) -> list[sqlite3.Row]:
+    with sqlite3.connect(db_path) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM usage ORDER BY id").fetchall()
+
+
+def wait_for_rows(db_path, n, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = rows(db_path)
+        except sqlite3.OperationalError:
+            found = []
+        if len(found) >= n:
+            return found
+        time.sleep(0.1)
+    return rows(db_path)
+
+
+@pytest.fixture
+def telemetry_gateway(gateway_factory, tmp_path):
+    db = tmp_path / "usage.db"
+    gw = gateway_factory(TELEMETRY_ENABLED="true", TELEMETRY_DB=str(db), WORKERS="2",
+                         TELEMETRY_FLUSH_INTERVAL="0.5")  # fmt: skip
+    return gw, db
+
+
+def handler(req):
+    if req.path.endswith("/models"):
+        return completion()
+    if req.body["messages"][-1]["content"] == "fail":
+        return Text("boom", 500)
+    if req.stream:
+        return text_stream(["a", "b", "c"], usage=(11, 3))
+    return completion("ok", usage=(11, 3))
+
+
+def test_every_request_on_both_routes_yields_exactly_one_record(telemetry_gateway, backend):
+    gw, db = telemetry_gateway
+    backend.handler = handler
+    calls = [lambda: anthropic(gw), lambda: anthropic(gw, stream=True),
+             lambda: openai_call(gw), lambda: openai_call(gw, stream=True),
+             lambda: anthropic(gw, messages=[{"role": "user", "content": "fail"}]),
+             lambda: requests.post(gw.url + "/v1/messages", json={"model": "x"}, headers=HEADERS),
+             lambda: requests.post(gw.url + "/v1/messages", json={}, headers={"x-api-key": "wrong"})] * 6  # fmt: skip
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda call: call(), calls))
+    ids = [r.headers["request-id"] for r in responses]
+    recorded = wait_for_rows(db, len(calls))
+    assert sorted(r["request_id"] for r in recorded) == sorted(ids)  # one each, none extra
+    by_id = {r["request_id"]: r for r in recorded}
+    for response in responses:
+        row = by_id[response.headers["request-id"]]
+        assert row["status"] == response.status_code
+        if response.status_code == 200:
+            assert (row["input_tokens"], row["output_tokens"]) == (11, 3) and row[
+                "tokens_exact"
+            ] == 1
+            assert row["backend"] == "default" and row["backend_model"] == "fake-model"
+        else:
+            assert row["error_type"] in (
+                "api_error",
+                "invalid_request_error",
+                "authentication_error",
+            )
+    assert {r["key_fp"] for r in recorded if r["status"] != 401} == {key_fingerprint(KEY)}
+    assert KEY not in str([dict(r) for r in recorded])  # never the key itself
+    streamed = [r for r in recorded if r["stream"] and r["status"] == 200]
+    assert streamed and all(
+        r["ttft_ms"] is not None and r["ttft_ms"] <= r["latency_ms"] for r in streamed
+    )
+
+
+def test_stats_sums_equal_what_clients_saw(telemetry_gateway, backend):
+    gw, db = telemetry_gateway
+    backend.handler = handler
+    seen_in = seen_out = 0
+    for i in range(5):
+        data = anthropic(gw, model=f"claude-{i % 2}").json()
+        seen_in += data["usage"]["input_tokens"]
+        seen_out += data["usage"]["output_tokens"]
+    t = validate(anthropic(gw, stream=True, model="claude-0").content)
+    seen_in += t.usage["input_tokens"]
+    seen_out += t.usage["output_tokens"]
+    wait_for_rows(db, 6)
+    stats = requests.get(gw.url + "/stats?group_by=model", headers=HEADERS).json()
+    assert stats["telemetry"] is True
+    assert stats["totals"]["requests"] == 6
+    assert (stats["totals"]["input_tokens"], stats["totals"]["output_tokens"]) == (
+        seen_in,
+        seen_out,
+    )
+    groups = {g["key"]: g["requests"] for g in stats["groups"]}
+    assert groups == {"claude-0": 4, "claude-1": 2}
+    by_key = requests.get(gw.url + "/stats?group_by=key", headers=HEADERS).json()["groups"]
+    assert [g["key"] for g in by_key] == [key_fingerprint(KEY)]
+    hourly = requests.get(gw.url + "/stats?group_by=hour", headers=HEADERS).json()["groups"]
+    assert sum(g["requests"] for g in hourly) == 6 and hourly[0]["key"].endswith(":00:00Z")
+    future = requests.get(gw.url + "/stats?since=2999-01-01T00:00:00Z", headers=HEADERS).json()
+    assert future["totals"]["requests"] == 0
+    past = requests.get(gw.url + f"/stats?until={time.time() + 60}", headers=HEADERS).json()
+    assert past["totals"]["requests"] == 6
+
+
+def test_stats_needs_a_key_and_checks_parameters(telemetry_gateway):
+    gw, _ = telemetry_gateway
+    assert requests.get(gw.url + "/stats").status_code == 401
+    r = requests.get(gw.url + "/stats?group_by=colour", headers=HEADERS)
+    assert r.status_code == 400 and "group_by" in r.json()["error"]["message"]
+    assert requests.get(gw.url + "/stats?since=yesterday", headers=HEADERS).status_code == 400
+
+
+def test_stats_says_clearly_when_telemetry_is_off(gateway):
+    data = requests.get(gateway.url + "/stats", headers=HEADERS).json()
+    assert data["telemetry"] is False and "TELEMETRY_ENABLED" in data["message"]
+
+
+def test_a_client_disconnect_is_recorded(telemetry_gateway, backend):
+    gw, db = telemetry_gateway
+    items = [chunk({"content": "tick"}) if i % 2 == 0 else Pause(0.1) for i in range(100)]
+    backend.handler = lambda req: Sse(items + [chunk({}, "stop")])
+    r = requests.post(gw.url + "/v1/messages", headers=HEADERS, stream=True, timeout=30,
+                      json={"model": "m", "max_tokens": 5, "stream": True,
+                            "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    next(r.iter_content(chunk_size=None))
+    r.close()
+    [row] = wait_for_rows(db, 1)
+    assert row["error_type"] == "client_disconnected" and row["stream"] == 1
+
+
+def test_sigterm_loses_nothing(backend, tmp_path):
+    db = tmp_path / "usage.db"
+    backend.handler = handler
+    env = {"VLLM_URL": backend.url, "VLLM_MODEL": "fake-model", "API_KEY": KEY, "WORKERS": "2",
+           "TELEMETRY_ENABLED": "true", "TELEMETRY_DB": str(db),
+           "TELEMETRY_FLUSH_INTERVAL": "30"}  # fmt: skip  # nothing is flushed before the stop
+    gw = GatewayProcess(env, tmp_path / "gw.log")
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda i: anthropic(gw, stream=bool(i % 2)), range(40)))
+        assert {r.status_code for r in responses} == {200}
+        assert not db.exists() or rows(db) == []
+    finally:
+        gw.stop()
+    assert gw.proc.returncode == 0
+    assert sorted(r["request_id"] for r in rows(db)) == sorted(
+        r.headers["request-id"] for r in responses
+    )

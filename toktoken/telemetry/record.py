@@ -1,0 +1,111 @@
+"""What is recorded about each request, and the draft that collects it."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from ..logs import log_request
+
+
+def key_fingerprint(key: str | None) -> str | None:
+    """Who used the gateway, without storing the key: 12 hex chars of SHA-256."""
+    if not key:
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    ts: float  # unix seconds, when the request arrived
+    request_id: str
+    route: str
+    key_fp: str | None
+    model: str | None
+    backend: str | None
+    backend_model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    tokens_exact: bool
+    latency_ms: float
+    ttft_ms: float | None
+    stream: bool
+    status: int
+    error_type: str | None
+
+    FIELDS = (
+        "ts", "request_id", "route", "key_fp", "model", "backend", "backend_model",
+        "input_tokens", "output_tokens", "cache_read_tokens", "tokens_exact", "latency_ms",
+        "ttft_ms", "stream", "status", "error_type",
+    )  # fmt: skip
+
+    def row(self) -> tuple:
+        return tuple(getattr(self, f) for f in self.FIELDS)
+
+
+@dataclass
+class RequestRecord:
+    """Filled in while a request is handled; ``finish()`` — called exactly
+    once however the request ends (reply, error, stream end, disconnect) —
+    logs the request line and hands a UsageRecord to the recorder."""
+
+    request_id: str
+    route: str
+    recorder: object | None = None
+    started: float = field(default_factory=time.monotonic)
+    ts: float = field(default_factory=time.time)
+    key_fp: str | None = None
+    model: str | None = None
+    backend: str | None = None
+    backend_model: str | None = None
+    stream: bool = False
+    done: bool = False
+
+    def finish(
+        self,
+        *,
+        status: int,
+        input_tokens: int | None = 0,
+        output_tokens: int | None = 0,
+        cache_read_tokens: int | None = 0,
+        exact: bool = False,
+        first_token_at: float | None = None,
+        error_type: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        if self.done:
+            return
+        self.done = True
+        now = time.monotonic()
+        latency_ms = round((now - self.started) * 1000, 1)
+        ttft_ms = round((first_token_at - self.started) * 1000, 1) if first_token_at else None
+        log_request(
+            request_id=self.request_id, route=self.route, backend=self.backend, model=self.model,
+            backend_model=self.backend_model, stream=str(self.stream).lower(), status=status,
+            outcome=outcome, error=error_type, input_tokens=input_tokens, output_tokens=output_tokens,
+            ms=round(latency_ms), ttft_ms=ttft_ms,
+        )  # fmt: skip
+        if self.recorder is None:
+            return
+        self.recorder.add(
+            UsageRecord(
+                ts=self.ts,
+                request_id=self.request_id,
+                route=self.route,
+                key_fp=self.key_fp,
+                model=self.model,
+                backend=self.backend,
+                backend_model=self.backend_model,
+                input_tokens=input_tokens or 0,
+                output_tokens=output_tokens or 0,
+                cache_read_tokens=cache_read_tokens or 0,
+                tokens_exact=bool(exact),
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+                stream=self.stream,
+                status=status,
+                error_type=error_type,
+            )  # fmt: skip
+        )
