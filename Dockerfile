@@ -20,7 +20,7 @@ RUN mkdir -p /data && chown toktoken /data
 VOLUME /data
 
 USER toktoken
-ENV HOST=0.0.0.0 PORT=3456
+ENV HOST=0.0.0.0 PORT=3456 TELEMETRY_DB=/data/usage.db
 EXPOSE 3456
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '3456'), timeout=4)"

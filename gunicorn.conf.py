@@ -38,6 +38,26 @@ control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
+def on_starting(server):
+    # Prometheus multiprocess mode: every worker writes its metric files to one
+    # directory (fresh at each start), /metrics aggregates them.
+    import shutil
+    import tempfile
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="toktoken-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def post_worker_init(worker):
     # Probe the backends and learn their capabilities without delaying the
     # worker; only the first worker logs the probe lines.

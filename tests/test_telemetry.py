@@ -181,3 +181,48 @@ def test_sigterm_loses_nothing(backend, tmp_path):
     assert sorted(r["request_id"] for r in rows(db)) == sorted(
         r.headers["request-id"] for r in responses
     )
+
+
+def _samples(text: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+def test_metrics_across_workers_match_what_clients_saw(telemetry_gateway, backend):
+    gw, db = telemetry_gateway
+    backend.handler = handler
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda i: (anthropic if i % 2 else openai_call)(gw, stream=bool(i % 3)),
+                                  range(24)))  # fmt: skip
+    assert {r.status_code for r in responses} == {200}
+    for _ in range(20):  # several scrapes land on both workers
+        r = requests.get(gw.url + "/metrics", headers={"Connection": "close"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        samples = _samples(r.text)
+        total = sum(s.value for s in samples["toktoken_requests_total"])
+        if total == 24:
+            break
+        time.sleep(0.1)
+    assert total == 24
+    assert sum(s.value for s in samples["toktoken_output_tokens_total"]) == 24 * 3
+    assert sum(s.value for s in samples["toktoken_input_tokens_total"]) == 24 * 11
+    routes = {s.labels["route"] for s in samples["toktoken_requests_total"]}
+    assert routes == {"/v1/messages", "/v1/chat/completions"}
+    assert sum(s.value for s in samples["toktoken_request_duration_seconds_count"]) == 24
+    assert sum(s.value for s in samples["toktoken_active_streams"]) == 0
+    # the records in the ledger agree
+    assert len(wait_for_rows(db, 24)) == 24
+
+
+def test_backend_health_gauge(gateway_factory):
+    gw = gateway_factory(VLLM_URL="http://127.0.0.1:9", VLLM_MODEL="down-model")
+    requests.get(gw.url + "/health")
+    samples = _samples(requests.get(gw.url + "/metrics").text)
+    assert [
+        s.value for s in samples["toktoken_backend_up"] if s.labels["backend"] == "default"
+    ] == [0.0]

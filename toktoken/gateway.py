@@ -12,6 +12,7 @@ from .config import Settings
 from .errors import PromptTooLong
 from .routing import Router
 from .telemetry import Recorder, open_store
+from .telemetry.metrics import BACKEND_UP
 from .tokens import TokenCount, TokenCounter, fit_max_tokens, needs_count
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,10 @@ class Gateway:
         return True
 
     def probe_all(self) -> list[Health]:
-        return [backend.probe() for backend in self.backends]
+        results = [backend.probe() for backend in self.backends]
+        for health in results:
+            BACKEND_UP.labels(health.name).set(1 if health.reachable else 0)
+        return results
 
     def startup(self, log_probes: bool = True) -> list[Health]:
         """Probe every backend (one clear log line each), then learn what

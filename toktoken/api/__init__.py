@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from ..errors import InvalidRequest, PromptTooLong
 from ..relay import client_gone_check
 from ..schemas.anthropic import first_error
+from ..telemetry.metrics import ACTIVE_STREAMS
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -68,15 +69,24 @@ def streamed(relay_fn, gateway, upstream, machine, draft, usage) -> Response:
         draft.finish(status=200, outcome=outcome, error_type=error_type,
                      first_token_at=first_output_at, **usage())  # fmt: skip
 
-    return event_stream(
-        relay_fn(
-            upstream,
-            machine,
-            ping_interval=gateway.settings.ping_interval,
-            client_gone=client_gone_check(request.environ),
-            on_done=done,
-        )
+    relayed = relay_fn(
+        upstream,
+        machine,
+        ping_interval=gateway.settings.ping_interval,
+        client_gone=client_gone_check(request.environ),
+        on_done=done,
     )
+    return event_stream(_counted(relayed, draft.route))
+
+
+def _counted(stream, route: str):
+    gauge = ACTIVE_STREAMS.labels(route)
+    gauge.inc()
+    try:
+        yield from stream
+    finally:
+        stream.close()
+        gauge.dec()
 
 
 def elapsed_ms(started: float) -> int:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 from ..gateway import current_gateway
 
 bp = Blueprint("ops", __name__)
 
-PUBLIC_ENDPOINTS = {"ops.root", "ops.health", "ops.ready"}
+PUBLIC_ENDPOINTS = {"ops.root", "ops.health", "ops.ready", "ops.metrics"}
 
 
 @bp.route("/", methods=["GET", "HEAD"])
@@ -39,3 +39,12 @@ def ready():
     probe = gateway.default.probe()
     body = {"ready": probe.reachable, "backend": probe.as_dict()}
     return jsonify(body), (200 if probe.reachable else 503)
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format; aggregated over every gunicorn worker."""
+    from ..telemetry.metrics import render
+
+    body, content_type = render()
+    return Response(body, content_type=content_type)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..logs import log_request
+from . import metrics
 
 
 def key_fingerprint(key: str | None) -> str | None:
@@ -87,25 +88,14 @@ class RequestRecord:
             outcome=outcome, error=error_type, input_tokens=input_tokens, output_tokens=output_tokens,
             ms=round(latency_ms), ttft_ms=ttft_ms,
         )  # fmt: skip
-        if self.recorder is None:
-            return
-        self.recorder.add(
-            UsageRecord(
-                ts=self.ts,
-                request_id=self.request_id,
-                route=self.route,
-                key_fp=self.key_fp,
-                model=self.model,
-                backend=self.backend,
-                backend_model=self.backend_model,
-                input_tokens=input_tokens or 0,
-                output_tokens=output_tokens or 0,
-                cache_read_tokens=cache_read_tokens or 0,
-                tokens_exact=bool(exact),
-                latency_ms=latency_ms,
-                ttft_ms=ttft_ms,
-                stream=self.stream,
-                status=status,
-                error_type=error_type,
-            )  # fmt: skip
-        )
+        record = UsageRecord(
+            ts=self.ts, request_id=self.request_id, route=self.route, key_fp=self.key_fp,
+            model=self.model, backend=self.backend, backend_model=self.backend_model,
+            input_tokens=input_tokens or 0, output_tokens=output_tokens or 0,
+            cache_read_tokens=cache_read_tokens or 0, tokens_exact=bool(exact),
+            latency_ms=latency_ms, ttft_ms=ttft_ms, stream=self.stream, status=status,
+            error_type=error_type,
+        )  # fmt: skip
+        metrics.observe(record)
+        if self.recorder is not None:
+            self.recorder.add(record)
