@@ -135,12 +135,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeBackend:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.handler = default_handler
         self.requests: list[Recorded] = []
         self.disconnects: list[float] = []
         self._lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), _make_handler(self))
+        self.server = _Server(("127.0.0.1", port), _make_handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

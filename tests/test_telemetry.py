@@ -226,3 +226,46 @@ def test_backend_health_gauge(gateway_factory):
     assert [
         s.value for s in samples["toktoken_backend_up"] if s.labels["backend"] == "default"
     ] == [0.0]
+
+
+def test_a_backend_that_comes_back_is_noticed_without_a_restart(gateway_factory):
+    from .conftest import free_port
+    from .fake_backend import FakeBackend
+
+    port = free_port()
+    gw = gateway_factory(VLLM_URL=f"http://127.0.0.1:{port}", HEALTH_INTERVAL="0.3")
+    assert requests.get(gw.url + "/health/ready").status_code == 503
+    revived = FakeBackend(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while requests.get(gw.url + "/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the gateway never noticed the backend came back"
+            time.sleep(0.1)
+        samples = _samples(requests.get(gw.url + "/metrics").text)
+        assert [s.value for s in samples["toktoken_backend_up"]] == [1.0]
+        deadline = time.monotonic() + 5
+        while "is reachable again" not in gw.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "is reachable again" in gw.log()
+    finally:
+        revived.close()
+
+
+def test_json_logs_one_line_per_request_without_secrets(gateway_factory, backend):
+    import json as _json
+
+    gw = gateway_factory(LOG_FORMAT="json", VLLM_API_KEY="upstream-secret-xyz")
+    r = anthropic(gw, messages=[{"role": "user", "content": "my secret prompt text"}])
+    request_id = r.headers["request-id"]
+    deadline = time.monotonic() + 5
+    while request_id not in gw.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entries = [_json.loads(line) for line in gw.log().splitlines() if line.startswith("{")]
+    [entry] = [e for e in entries if e.get("request_id") == request_id]
+    assert (
+        entry["event"] == "request" and entry["status"] == 200 and entry["route"] == "/v1/messages"
+    )
+    assert entry["model"] == "claude-a" and entry["backend"] == "default" and "ms" in entry
+    log_text = gw.log()
+    assert KEY not in log_text and "upstream-secret-xyz" not in log_text
+    assert "my secret prompt text" not in log_text

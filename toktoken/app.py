@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app. Nothing happens at import time; settings come from
     the environment unless given (tests pass their own)."""
     settings = settings or Settings.from_env()
-    setup_logging(settings.logging_level)
+    setup_logging(settings.logging_level, settings.log_format)
     if settings.uses_default_key_publicly():
         log.warning(
             "API_KEY is the public default and HOST=%s is not loopback: anyone who can reach "

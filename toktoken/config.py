@@ -89,6 +89,8 @@ class Settings:
     telemetry_flush_interval: float = 1.0
     telemetry_retention_days: int = 0  # 0: keep every record
     log_level: str = "info"
+    log_format: str = "text"  # text | json
+    health_interval: float = 15.0
     max_request_bytes: int = 32 * 1024 * 1024
     connect_timeout: float = 10.0
     # Seconds without a byte from the backend before a request fails. Prefill
@@ -168,6 +170,8 @@ class Settings:
             telemetry_flush_interval=r.number("TELEMETRY_FLUSH_INTERVAL", 1.0),
             telemetry_retention_days=r.integer("TELEMETRY_RETENTION_DAYS", 0, 0, 100000),
             log_level=r.choice("LOG_LEVEL", "info", LOG_LEVELS),
+            log_format=r.choice("LOG_FORMAT", "text", ("text", "json")),
+            health_interval=r.number("HEALTH_INTERVAL", 15.0),
             max_request_bytes=r.integer("MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
             connect_timeout=r.number("BACKEND_CONNECT_TIMEOUT", 10.0),
             read_timeout=r.number("BACKEND_READ_TIMEOUT", 600.0),
@@ -201,6 +205,8 @@ class Settings:
             "TELEMETRY_FLUSH_INTERVAL": self.telemetry_flush_interval,
             "TELEMETRY_RETENTION_DAYS": self.telemetry_retention_days,
             "LOG_LEVEL": self.log_level,
+            "LOG_FORMAT": self.log_format,
+            "HEALTH_INTERVAL": self.health_interval,
             "MAX_REQUEST_BYTES": self.max_request_bytes,
             "BACKEND_CONNECT_TIMEOUT": self.connect_timeout,
             "BACKEND_READ_TIMEOUT": self.read_timeout,

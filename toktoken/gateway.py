@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from flask import current_app
 
@@ -38,6 +40,8 @@ class Gateway:
         self.router = Router(settings.routes, self.clients, settings.backend.name)
         self.capabilities = CapabilityCache(ttl=settings.capabilities_ttl)
         self.counter = TokenCounter()
+        self._health: list[Health] | None = None
+        self._health_at = 0.0
         self.recorder: Recorder | None = None
         if settings.telemetry_enabled:
             self.recorder = Recorder(
@@ -85,7 +89,33 @@ class Gateway:
         results = [backend.probe() for backend in self.backends]
         for health in results:
             BACKEND_UP.labels(health.name).set(1 if health.reachable else 0)
+        self._health, self._health_at = results, time.monotonic()
         return results
+
+    def health(self) -> list[Health]:
+        """The latest probe results: probed in the background every
+        HEALTH_INTERVAL seconds, or now if they are older than that."""
+        if (
+            self._health is None
+            or time.monotonic() - self._health_at > self.settings.health_interval
+        ):
+            return self.probe_all()
+        return self._health
+
+    def _probe_forever(self) -> None:
+        previous = {h.name: h.reachable for h in self._health or []}
+        while True:
+            time.sleep(self.settings.health_interval)
+            for health in self.probe_all():
+                if (
+                    previous.get(health.name) is not None
+                    and previous[health.name] != health.reachable
+                ):
+                    state = "reachable again" if health.reachable else "NOT reachable"
+                    log.warning("backend %s at %s is %s", health.name, health.url, state)
+                    if health.reachable:
+                        self.capabilities.refresh(self.clients[health.name])
+                previous[health.name] = health.reachable
 
     def startup(self, log_probes: bool = True) -> list[Health]:
         """Probe every backend (one clear log line each), then learn what
@@ -107,6 +137,7 @@ class Gateway:
         for backend, health in zip(self.backends, results, strict=True):
             if health.reachable:
                 self.capabilities.refresh(backend)
+        threading.Thread(target=self._probe_forever, name="health-probe", daemon=True).start()
         return results
 
 

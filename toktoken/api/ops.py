@@ -21,7 +21,7 @@ def root():
 def health():
     """The process is alive (200) and how each backend looks right now."""
     gateway = current_gateway()
-    probes = gateway.probe_all()
+    probes = gateway.health()
     status = "ok" if all(p.reachable for p in probes) else "degraded"
     backends = []
     for backend, probe in zip(gateway.backends, probes, strict=True):
@@ -36,7 +36,7 @@ def health():
 def ready():
     """503 while the default backend cannot be reached: take us out of rotation."""
     gateway = current_gateway()
-    probe = gateway.default.probe()
+    probe = gateway.health()[0]  # the default backend comes first
     body = {"ready": probe.reachable, "backend": probe.as_dict()}
     return jsonify(body), (200 if probe.reachable else 503)
 
