@@ -150,3 +150,55 @@ def real_backend():
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A private PostgreSQL cluster (Debian's server binaries), started for
+    the test session on a free port and stopped after it."""
+    import glob
+    import pwd
+
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "PostgreSQL server binaries are missing in CI: .ci/run should install postgresql"
+            )
+        pytest.skip("PostgreSQL is not installed")
+    import shutil
+    import tempfile
+
+    bindir = Path(initdb[-1]).parent
+    # Not under pytest's private tmp dir: the postgres user must reach it.
+    base = Path(tempfile.mkdtemp(prefix="toktoken-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        user = pwd.getpwnam("postgres")
+        for path in (base, sock):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "toktoken",
+                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
+    server = subprocess.Popen([*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+                               "-k", str(sock), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"postgresql://toktoken@127.0.0.1:{port}/postgres"
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(url).close()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(20)
+    shutil.rmtree(base, ignore_errors=True)

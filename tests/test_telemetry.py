@@ -269,3 +269,77 @@ def test_json_logs_one_line_per_request_without_secrets(gateway_factory, backend
     log_text = gw.log()
     assert KEY not in log_text and "upstream-secret-xyz" not in log_text
     assert "my secret prompt text" not in log_text
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    from toktoken.telemetry import open_store
+
+    if request.param == "sqlite":
+        return open_store(str(tmp_path / "unit.db"))
+    url = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS usage")
+    return open_store(url)
+
+
+def test_both_stores_aggregate_alike(store):
+    from toktoken.telemetry import UsageRecord
+
+    def rec(i, ts, model, status=200):
+        return UsageRecord(ts, f"r{i}", "/v1/messages", "fp", model, "default", "bm", 10, 2, 1, True,
+                           100.0 + i, 50.0, True, status, None if status == 200 else "api_error")  # fmt: skip
+
+    base = 1_790_000_000  # an exact hour: 2026-09-21T12:53:20Z is not; use multiples below
+    hour = base - base % 3600
+    store.insert([rec(0, hour + 10, "a"), rec(1, hour + 3599, "a"), rec(2, hour + 3600, "b"),
+                  rec(3, hour + 7300, "b", status=500)])  # fmt: skip
+    stats = store.stats(None, None, "hour")
+    assert stats["totals"]["requests"] == 4 and stats["totals"]["errors"] == 1
+    assert stats["totals"]["input_tokens"] == 40 and stats["totals"]["cache_read_tokens"] == 4
+    assert [(g["key"], g["requests"]) for g in stats["groups"]] == [(hour, 2), (hour + 3600, 1),
+                                                                   (hour + 7200, 1)]  # fmt: skip
+    assert {g["key"]: g["requests"] for g in store.stats(hour + 3600, None, "model")["groups"]} == {
+        "b": 2
+    }
+    assert store.stats(None, hour + 3600, None)["totals"]["requests"] == 2
+    assert store.prune(hour + 3600) == 2
+    assert store.stats(None, None, None)["totals"]["requests"] == 2
+
+
+def test_postgres_ledger_shared_by_two_instances(backend, tmp_path, postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("DROP TABLE IF EXISTS usage")
+    backend.handler = handler
+    env = {"VLLM_URL": backend.url, "VLLM_MODEL": "fake-model", "API_KEY": KEY, "WORKERS": "2",
+           "TELEMETRY_ENABLED": "true", "TELEMETRY_DB": postgres_url,
+           "TELEMETRY_FLUSH_INTERVAL": "30"}  # fmt: skip  # only the graceful stop writes
+    machines = [GatewayProcess(env, tmp_path / f"gw{i}.log") for i in range(2)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(
+                lambda i: (anthropic if i % 2 else openai_call)(machines[i % 2], stream=bool(i % 3)),
+                range(40)))  # fmt: skip
+        assert {r.status_code for r in responses} == {200}
+    finally:
+        for gw in machines:
+            gw.stop()
+    assert [gw.proc.returncode for gw in machines] == [0, 0]
+    with psycopg.connect(postgres_url) as db:
+        ids = [row[0] for row in db.execute("SELECT request_id FROM usage")]
+    assert sorted(ids) == sorted(r.headers["request-id"] for r in responses)
+    # and /stats on a fresh instance sees every machine's records
+    gw = GatewayProcess(dict(env, TELEMETRY_FLUSH_INTERVAL="1"), tmp_path / "gw-stats.log")
+    try:
+        stats = requests.get(gw.url + "/stats?group_by=route", headers=HEADERS).json()
+    finally:
+        gw.stop()
+    assert stats["totals"]["requests"] == 40 and stats["totals"]["output_tokens"] == 40 * 3
+    assert {g["key"]: g["requests"] for g in stats["groups"]} == {
+        "/v1/messages": 20,
+        "/v1/chat/completions": 20,
+    }

@@ -43,7 +43,10 @@ class UsageRecord:
     )  # fmt: skip
 
     def row(self) -> tuple:
-        return tuple(getattr(self, f) for f in self.FIELDS)
+        """Column values; booleans as 0/1 (INTEGER columns in both SQLite and PostgreSQL)."""
+        return tuple(
+            int(v) if isinstance(v, bool) else v for v in (getattr(self, f) for f in self.FIELDS)
+        )
 
 
 @dataclass

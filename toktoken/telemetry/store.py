@@ -1,6 +1,13 @@
-"""The usage ledger. SQLite by default: WAL mode and a busy timeout make it
-safe for several gunicorn workers writing at once (each worker has its own
-connection and writes one batch per transaction)."""
+"""The usage ledger: SQLite by default, PostgreSQL for several machines.
+
+The two stores share the table, the queries and the code path; they differ
+only in connection handling, placeholders and a few SQL spellings.
+
+SQLite: WAL mode and a busy timeout make it safe for several gunicorn workers
+writing at once (each worker has its own connection and writes one batch per
+transaction). PostgreSQL: every gateway instance writes its records into one
+shared ledger (``TELEMETRY_DB=postgresql://user:pass@host/db``).
+"""
 
 from __future__ import annotations
 
@@ -34,15 +41,16 @@ CREATE INDEX IF NOT EXISTS usage_backend_ts ON usage (backend, ts);
 CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_fp, ts);
 """
 
-# group_by -> SQL expression for the group key
+# group_by -> SQL expression for the group key ({floor} differs per database:
+# SQLite's CAST truncates, PostgreSQL's rounds)
 GROUPS = {
     "model": "model",
     "backend": "backend",
     "key": "key_fp",
     "route": "route",
     "status": "status",
-    "hour": "CAST(ts / 3600 AS INTEGER) * 3600",
-    "day": "CAST(ts / 86400 AS INTEGER) * 86400",
+    "hour": "{floor}(ts / 3600) * 3600",
+    "day": "{floor}(ts / 86400) * 86400",
 }
 
 _AGGREGATES = """
@@ -58,14 +66,57 @@ _COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_t
             "avg_latency_ms", "avg_ttft_ms")  # fmt: skip
 
 
-class SQLiteStore:
+class _Store:
+    """The shared code path; subclasses provide connections and dialect."""
+
+    mark = "?"
+
+    def _floor(self, expr: str) -> str:
+        # SQLite: CAST(x AS INTEGER) truncates, which is floor for ts > 0.
+        return expr.replace("{floor}(", "CAST(").replace(") * ", " AS INTEGER) * ")
+
+    def insert(self, records) -> None:
+        from .record import UsageRecord
+
+        columns = ", ".join(UsageRecord.FIELDS)
+        marks = ", ".join(self.mark for _ in UsageRecord.FIELDS)
+        self._insert_many(
+            f"INSERT INTO usage ({columns}) VALUES ({marks})", [r.row() for r in records]
+        )
+
+    def prune(self, before_ts: float) -> int:
+        return self._execute(f"DELETE FROM usage WHERE ts < {self.mark}", (before_ts,)).rowcount
+
+    def stats(self, since: float | None, until: float | None, group_by: str | None) -> dict:
+        where, params = [], []
+        if since is not None:
+            where.append(f"ts >= {self.mark}")
+            params.append(since)
+        if until is not None:
+            where.append(f"ts < {self.mark}")
+            params.append(until)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        row = self._execute(f"SELECT {_AGGREGATES} FROM usage{clause}", params).fetchone()
+        result: dict = {"totals": _rounded(dict(zip(_COLUMNS, row, strict=True)))}
+        if group_by:
+            expr = self._floor(GROUPS[group_by])
+            rows = self._execute(
+                f"SELECT {expr} AS k, {_AGGREGATES} FROM usage{clause} GROUP BY k ORDER BY k",
+                params,
+            ).fetchall()
+            result["groups"] = [
+                {"key": r[0], **_rounded(dict(zip(_COLUMNS, r[1:], strict=True)))} for r in rows
+            ]
+        return result
+
+
+class SQLiteStore(_Store):
     def __init__(self, path: str):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        self._connect().executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -79,54 +130,71 @@ class SQLiteStore:
             self._local.db = db
         return db
 
-    def insert(self, records) -> None:
-        from .record import UsageRecord
+    def _execute(self, sql: str, params=()):
+        return self._connect().execute(sql, params)
 
-        columns = ", ".join(UsageRecord.FIELDS)
-        marks = ", ".join("?" for _ in UsageRecord.FIELDS)
+    def _insert_many(self, sql: str, rows: list[tuple]) -> None:
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                f"INSERT INTO usage ({columns}) VALUES ({marks})", [r.row() for r in records]
-            )
+            db.executemany(sql, rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
-    def prune(self, before_ts: float) -> int:
-        cursor = self._connect().execute("DELETE FROM usage WHERE ts < ?", (before_ts,))
-        return cursor.rowcount
 
-    def stats(self, since: float | None, until: float | None, group_by: str | None) -> dict:
-        where, params = [], []
-        if since is not None:
-            where.append("ts >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            params.append(until)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+class PostgresStore(_Store):
+    mark = "%s"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self._local = threading.local()
+        schema = SCHEMA.replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY").replace(
+            "ts REAL", "ts DOUBLE PRECISION").replace("REAL", "DOUBLE PRECISION")  # fmt: skip
+        with self._psycopg.connect(url, autocommit=True) as db:
+            for statement in filter(str.strip, schema.split(";")):
+                db.execute(statement)
+
+    def _floor(self, expr: str) -> str:
+        return expr.replace("{floor}(", "FLOOR(")
+
+    def _connect(self):
+        db = getattr(self._local, "db", None)
+        if db is None or db.closed:
+            db = self._psycopg.connect(self.url, autocommit=True)
+            self._local.db = db
+        return db
+
+    def _execute(self, sql: str, params=()):
+        try:
+            return self._connect().execute(sql, params)
+        except self._psycopg.OperationalError:
+            self._local.db = None  # a dropped connection: reconnect once
+            return self._connect().execute(sql, params)
+
+    def _insert_many(self, sql: str, rows: list[tuple]) -> None:
         db = self._connect()
-        row = db.execute(f"SELECT {_AGGREGATES} FROM usage{clause}", params).fetchone()
-        result: dict = {"totals": _rounded(dict(zip(_COLUMNS, row, strict=True)))}
-        if group_by:
-            expr = GROUPS[group_by]
-            rows = db.execute(
-                f"SELECT {expr} AS k, {_AGGREGATES} FROM usage{clause} GROUP BY k ORDER BY k",
-                params,
-            ).fetchall()
-            result["groups"] = [
-                {"key": r[0], **_rounded(dict(zip(_COLUMNS, r[1:], strict=True)))} for r in rows
-            ]
-        return result
+        try:
+            with db.transaction(), db.cursor() as cursor:
+                cursor.executemany(sql, rows)
+        except self._psycopg.OperationalError:
+            self._local.db = None
+            raise
 
 
 def _rounded(values: dict) -> dict:
-    return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in values.items()}
+    return {
+        k: (round(float(v), 1) if v is not None and not isinstance(v, int) else v)
+        for k, v in values.items()
+    }
 
 
 def open_store(location: str):
-    """The ledger at ``location``: a file path for SQLite."""
+    """The ledger at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(location)
     return SQLiteStore(location)
