@@ -47,12 +47,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.extensions["toktoken"] = Gateway(settings)
 
-    from .api import chat, messages, models, ops, stats
+    from .api import chat, dashboard, messages, models, ops, stats
 
     app.register_blueprint(ops.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(chat.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(models.bp)
 
     gateway = app.extensions["toktoken"]
@@ -60,8 +61,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.before_request
     def authenticate():
         g.request_id = "req_" + uuid.uuid4().hex[:24]
-        if request.endpoint in ops.PUBLIC_ENDPOINTS:
-            return None
+        if request.endpoint in ops.PUBLIC_ENDPOINTS or request.blueprint == "dashboard":
+            return None  # the dashboard authenticates browsers itself
         if request.endpoint is None:
             return None  # unknown route: 404 below, no need to leak that a key is wrong
         if request.endpoint in USAGE_ENDPOINTS:

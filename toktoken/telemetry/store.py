@@ -109,6 +109,24 @@ class _Store:
             ]
         return result
 
+    def hourly(self, since: float) -> list[tuple]:
+        """(hour, model, input_tokens, output_tokens, requests, errors) rows."""
+        bucket = self._floor(GROUPS["hour"])
+        return self._execute(
+            f"SELECT {bucket} AS h, model, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+            f" COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0)"
+            f" FROM usage WHERE ts >= {self.mark} GROUP BY h, model ORDER BY h",
+            (since,),
+        ).fetchall()
+
+    def latencies(self, since: float, limit: int = 100_000) -> list[tuple]:
+        """(latency_ms, ttft_ms) of the latest successful requests."""
+        return self._execute(
+            f"SELECT latency_ms, ttft_ms FROM usage WHERE ts >= {self.mark} AND status < 400"
+            f" ORDER BY ts DESC LIMIT {int(limit)}",
+            (since,),
+        ).fetchall()
+
 
 class SQLiteStore(_Store):
     def __init__(self, path: str):
