@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 CLAUDE_CODE_VERSION ?= 2.1.332
 NPM_CACHE_DIR ?= $(HOME)/.cache/toktoken-npm
 
-.PHONY: run test test-fast demo lint format check claude-code clean
+.PHONY: run test test-fast demo bench lint format check claude-code clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ test-fast: $(VENV)/.installed-dev claude-code
 ## demo: a real local model (CPU) + the gateway, and the lines to paste for Claude Code
 demo: $(VENV)/.installed
 	bash deploy/local-model/demo.sh
+
+## bench: the gateway's overhead against a fast fake backend (see docs/performance.md)
+bench: $(VENV)/.installed-dev
+	$(PY) bench/run.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,245 @@
+"""`make bench`: what the gateway adds, measured against the backend directly.
+
+The gateway runs as in production (gunicorn + gevent) with one worker pinned
+to core 0; the fake backend and the load generator share core 1. Every
+workload runs twice in the same session — directly against the backend and
+through the gateway — and is reported as a difference or a ratio, plus the
+worker's own CPU time from /proc, which is stable on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from toktoken.convert import to_openai_request  # noqa: E402
+
+KEY = "bench-key"
+TICK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if CORES > 1 and shutil_which("taskset") else []
+
+
+def shutil_which(name: str) -> str | None:
+    from shutil import which
+
+    return which(name)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def small_body() -> dict:
+    """A ~4.7 KB Claude-Code-like request."""
+    schema = {"type": "object", "properties": {
+        "command": {"type": "string", "description": "The command to execute in the shell. " * 6},
+        "timeout": {"type": "number", "description": "Optional timeout in milliseconds."},
+        "description": {"type": "string", "description": "What the command does, in a few words. " * 4}},
+        "required": ["command"], "additionalProperties": False}  # fmt: skip
+    return {
+        "model": "claude-opus-5-5", "max_tokens": 32000, "stream": False,
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332;"},
+                   {"type": "text", "text": "You are a careful coding agent. " * 40,
+                    "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "Bash", "description": "Runs a shell command. " * 20, "input_schema": schema},
+                  {"name": "Read", "description": "Reads a file. " * 20, "input_schema": schema}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Please look at the failing test. " * 12}]}],
+        "metadata": {"user_id": "bench:50:0"},
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"},
+    }  # fmt: skip
+
+
+def big_body() -> dict:
+    body = json.loads((ROOT / "tests/fixtures/claude-code/text.1.json").read_text())["body"]
+    return dict(body, stream=False, metadata={"user_id": "bench:50:0"})
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="toktoken-bench-"))
+        self.backend_port, self.gateway_port = free_port(), free_port()
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        self.procs.append(subprocess.Popen(
+            [*pinned(1), sys.executable, str(ROOT / "bench/fake_backend.py"), str(self.backend_port)]))  # fmt: skip
+        env = dict(os.environ, PORT=str(self.gateway_port), HOST="127.0.0.1", WORKERS="1", API_KEY=KEY,
+                   VLLM_URL=f"http://127.0.0.1:{self.backend_port}", VLLM_MODEL="bench", VLLM_KIND="openai",
+                   WORKER_CONNECTIONS="2000")  # fmt: skip
+        self.gateway = subprocess.Popen(
+            [*pinned(0), sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=env, stdout=open(self.tmp / "gateway.log", "wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.procs.append(self.gateway)
+        for _ in range(200):
+            try:
+                requests.get(f"http://127.0.0.1:{self.gateway_port}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.gateway.pid)], capture_output=True, text=True
+        )
+        self.worker = int(children.stdout.split()[0])
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(20)
+
+    def load(
+        self, port: int, path: str, body: dict, concurrency: int, count: int, headers=None
+    ) -> dict:
+        body_file = self.tmp / f"body-{abs(hash(json.dumps(body, sort_keys=True)))}.json"
+        body_file.write_bytes(json.dumps(body).encode())
+        spec = {"port": port, "path": path, "body_file": str(body_file), "headers": headers or {},
+                "concurrency": concurrency, "requests": count}  # fmt: skip
+        out = subprocess.run([*pinned(1), sys.executable, str(ROOT / "bench/loadgen.py"), json.dumps(spec)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return json.loads(out.stdout)
+
+    def compare(
+        self, name: str, body: dict, concurrency: int, count: int, route: str = "anthropic"
+    ) -> dict:
+        """The same workload directly and through the gateway."""
+        stream = bool(body.get("stream"))
+        if route == "anthropic":
+            direct_body = to_openai_request(body, "bench", stream=stream)
+            path, headers = "/v1/messages", {"x-api-key": KEY}
+        else:
+            direct_body = dict(body, model="bench")
+            if stream:
+                direct_body["stream_options"] = {"include_usage": True}
+            path, headers = "/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}
+        self.load(self.gateway_port, path, body, min(concurrency, 8), 40, headers)  # warm up
+        direct = self.load(
+            self.backend_port, "/v1/chat/completions", direct_body, concurrency, count
+        )
+        cpu0, rss0 = cpu_seconds(self.worker), rss_mb(self.worker)
+        sampler = RssSampler(self.worker)
+        via = self.load(self.gateway_port, path, body, concurrency, count, headers)
+        sampler.stop()
+        cpu = cpu_seconds(self.worker) - cpu0
+        return {
+            "name": name, "concurrency": concurrency, "requests": count,
+            "direct_p50_ms": 1000 * statistics.median(direct["total"]),
+            "gateway_p50_ms": 1000 * statistics.median(via["total"]),
+            "direct_wall_s": direct["wall"], "gateway_wall_s": via["wall"],
+            "ttfb_p50_ms": 1000 * statistics.median(via["ttfb"]),
+            "ttfb_p99_ms": 1000 * quantile(via["ttfb"], 0.99),
+            "cpu_ms_per_request": 1000 * cpu / count,
+            "rss_mb_before": rss0, "rss_mb_peak": sampler.peak,
+        }  # fmt: skip
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, rss_mb(pid), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    bench = Bench()
+    bench.start()
+    results = []
+    try:
+        small, big = small_body(), big_body()
+        print(f"bodies: small {len(json.dumps(small))} B, big {len(json.dumps(big))} B; gateway worker "
+              f"pid {bench.worker} on core 0, backend + load generator on core 1", flush=True)  # fmt: skip
+        for concurrency, count in ((1, 400), (16, 1500), (64, 1500)):
+            results.append(
+                bench.compare(f"4.7 KB, non-streaming, c={concurrency}", small, concurrency, count)
+            )
+        for concurrency, count in ((1, 200), (16, 600)):
+            results.append(
+                bench.compare(f"49 KB, non-streaming, c={concurrency}", big, concurrency, count)
+            )
+        stream = dict(small, stream=True, metadata={"user_id": "bench:50:0"})
+        results.append(bench.compare("stream 50 chunks, c=1", stream, 1, 300))
+        results.append(bench.compare("stream 50 chunks, c=16", stream, 16, 800))
+        openai_body = {"model": "gpt-x", "messages": [{"role": "user", "content": "hi " * 800}],
+                       "user": "bench:50:0"}  # fmt: skip
+        results.append(
+            bench.compare(
+                "OpenAI route, non-streaming, c=16", openai_body, 16, 1500, route="openai"
+            )
+        )
+        results.append(bench.compare("OpenAI route, stream 50 chunks, c=16", dict(openai_body, stream=True),
+                                     16, 800, route="openai"))  # fmt: skip
+        hold = dict(small, stream=True, metadata={"user_id": "bench:100:50"})
+        results.append(bench.compare("hold: 500 streams x 100 chunks 50 ms apart", hold, 500, 500))
+    finally:
+        bench.stop()
+    report(results)
+    return 0
+
+
+def report(results: list[dict]) -> None:
+    print()
+    print(
+        "CPU/req: the gateway worker's CPU time per request (/proc); CPU/chunk: CPU/req / chunks (an upper bound)"
+    )
+    print(
+        f"{'workload':44} {'direct p50':>11} {'added p50':>10} {'wall ratio':>10} {'CPU/req':>9} {'CPU/chunk':>10}"
+    )
+    for r in results:
+        chunks = 100 if r["name"].startswith("hold") else 50 if "stream 50" in r["name"] else 0
+        per_chunk = f"{r['cpu_ms_per_request'] / chunks:.4f}" if chunks else ""
+        print(f"{r['name']:44} {r['direct_p50_ms']:9.2f}ms {r['gateway_p50_ms'] - r['direct_p50_ms']:8.2f}ms "
+              f"{r['gateway_wall_s'] / r['direct_wall_s']:9.2f}x {r['cpu_ms_per_request']:7.3f}ms {per_chunk:>10}")  # fmt: skip
+    hold = results[-1]
+    print()
+    print(f"hold test: completion {hold['gateway_wall_s']:.2f} s through the gateway vs {hold['direct_wall_s']:.2f} s "
+          f"direct ({hold['gateway_wall_s'] / hold['direct_wall_s']:.2f}x); time to first byte p50 "
+          f"{hold['ttfb_p50_ms']:.0f} ms, p99 {hold['ttfb_p99_ms']:.0f} ms; worker RSS peak {hold['rss_mb_peak']:.0f} MB")  # fmt: skip
+    Path(ROOT / "bench" / "last-results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
