@@ -87,7 +87,3 @@ def _counted(stream, route: str):
     finally:
         stream.close()
         gauge.dec()
-
-
-def elapsed_ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
