@@ -70,7 +70,7 @@ def small_body() -> dict:
     return {
         "model": "claude-opus-5-5", "max_tokens": 32000, "stream": False,
         "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332;"},
-                   {"type": "text", "text": "You are a careful coding agent. " * 40,
+                   {"type": "text", "text": "You are a careful coding agent. " * 55,
                     "cache_control": {"type": "ephemeral"}}],
         "tools": [{"name": "Bash", "description": "Runs a shell command. " * 20, "input_schema": schema},
                   {"name": "Read", "description": "Reads a file. " * 20, "input_schema": schema}],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import time
@@ -190,6 +191,13 @@ class BackendClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "toktoken"
+        # requests re-reads proxy and CA settings from the environment on every
+        # call (a scan of os.environ: ~0.3 ms per request here). Read them once.
+        self.session.proxies.update(requests.utils.get_environ_proxies(settings.url))
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            self.session.verify = ca_bundle
+        self.session.trust_env = False
         # A context window read off the backend's own overflow error, for
         # servers that do not report it anywhere else (llama-cpp-python).
         self.learned_context: int | None = None
@@ -237,13 +245,28 @@ class BackendClient:
         self, path: str, body: dict | bytes, *, stream: bool, headers: dict | None = None
     ) -> requests.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        # A ready PreparedRequest goes straight to Session.send: the body is
+        # already bytes and the session's headers are fixed, so requests'
+        # per-call preparation and settings merging (~0.2 ms) buy nothing.
+        prepared = requests.PreparedRequest()
+        prepared.method = "POST"
+        prepared.url = self.url + path
+        prepared.headers = requests.structures.CaseInsensitiveDict(self.session.headers)
+        prepared.headers["Content-Type"] = "application/json"
+        prepared.headers["Content-Length"] = str(len(data))
+        if headers:
+            prepared.headers.update(headers)
+        prepared.body = data
+        prepared.hooks = {"response": []}
+        prepared._cookies = None
         try:
-            return self.session.post(
-                self.url + path,
-                data=data,
-                headers={"Content-Type": "application/json", **(headers or {})},
+            return self.session.send(
+                prepared,
                 stream=stream,
                 timeout=(self.connect_timeout, self.read_timeout),
+                proxies=self.session.proxies,
+                verify=self.session.verify,
+                allow_redirects=False,
             )
         except requests.exceptions.ConnectTimeout:
             raise BackendTimeout(
