@@ -172,3 +172,12 @@ def test_backend_json_error_without_choices_is_api_error(gateway, backend):
     r = post(gateway, body())
     assert r.status_code == 500 and r.json()["error"]["type"] == "api_error"
     assert "Traceback" not in r.text
+
+
+def test_json_corner_cases_the_stdlib_accepts_are_accepted(gateway, backend):
+    # a lone UTF-16 surrogate (e.g. a tool result cut mid-emoji) and a huge integer
+    raw = ('{"model": "m", "max_tokens": 10, "metadata": {"n": 123456789012345678901234567890},'
+           ' "messages": [{"role": "user", "content": "half an emoji: \\ud83d"}]}')  # fmt: skip
+    r = post(gateway, raw)
+    assert r.status_code == 200, r.text
+    assert backend.chat_requests[-1].body["messages"][-1]["content"] == "half an emoji: \ud83d"

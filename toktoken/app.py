@@ -6,8 +6,10 @@ import logging
 import uuid
 
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
+from . import jsonio
 from .auth import check_key, presented_key
 from .config import Settings
 from .errors import (
@@ -43,8 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.json = FastJSONProvider(app)
     app.extensions["toktoken"] = Gateway(settings)
 
     from .api import chat, dashboard, messages, models, ops, stats
@@ -103,6 +104,22 @@ def create_app(settings: Settings | None = None) -> Flask:
         return _error_response(ApiError("internal gateway error; see the gateway log"))
 
     return app
+
+
+class FastJSONProvider(DefaultJSONProvider):
+    """jsonify() through orjson (see jsonio.py); keys keep their order."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs) -> str:
+        return jsonio.dumps(obj).decode()
+
+    def loads(self, s, **kwargs):
+        return jsonio.loads(s)
+
+    def response(self, *args, **kwargs):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(jsonio.dumps(obj), mimetype=self.mimetype)
 
 
 def _error_response(err: GatewayError):

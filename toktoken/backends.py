@@ -19,6 +19,7 @@ import requests
 import sseclient
 from requests.adapters import HTTPAdapter
 
+from . import jsonio
 from .config import BackendSettings
 from .convert.quirks import quirks_for
 from .errors import (
@@ -79,7 +80,7 @@ class UpstreamStream:
                 if data == "[DONE]":
                     return
                 try:
-                    chunk = json.loads(data)
+                    chunk = jsonio.loads(data)
                 except ValueError:
                     log.warning("%s sent a non-JSON stream event: %.200s", self.backend.name, data)
                     continue
@@ -217,7 +218,7 @@ class BackendClient:
             if response.status_code >= 300:
                 raise self.status_error(response.status_code, response.content)
             try:
-                return response.json()
+                return jsonio.loads(response.content)
             except ValueError:
                 raise ApiError(
                     f"backend {self.url} returned a non-JSON response: {response.text[:200]!r}"
@@ -244,7 +245,7 @@ class BackendClient:
     def _post(
         self, path: str, body: dict | bytes, *, stream: bool, headers: dict | None = None
     ) -> requests.Response:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else jsonio.dumps(body)
         # A ready PreparedRequest goes straight to Session.send: the body is
         # already bytes and the session's headers are fixed, so requests'
         # per-call preparation and settings merging (~0.2 ms) buy nothing.

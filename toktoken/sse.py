@@ -3,7 +3,7 @@ in backends.py.)"""
 
 from __future__ import annotations
 
-import json
+from . import jsonio
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
@@ -12,9 +12,7 @@ def encode(events: list[tuple[str, dict]]) -> bytes:
     """Frame events; every frame carries an ``event:`` line, which the SDKs and
     Claude Code require (without it they see nothing)."""
     return b"".join(
-        b"event: %s\ndata: %s\n\n"
-        % (name.encode(), json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
-        for name, data in events
+        b"event: %s\ndata: %s\n\n" % (name.encode(), jsonio.dumps(data)) for name, data in events
     )
 
 
@@ -24,7 +22,4 @@ OPENAI_DONE = b"data: [DONE]\n\n"
 
 
 def encode_chunks(chunks: list[dict]) -> bytes:
-    return b"".join(
-        b"data: %s\n\n" % json.dumps(c, ensure_ascii=False, separators=(",", ":")).encode()
-        for c in chunks
-    )
+    return b"".join(b"data: %s\n\n" % jsonio.dumps(c) for c in chunks)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from flask import Response, request
 from marshmallow import ValidationError
 
+from .. import jsonio
 from ..errors import InvalidRequest, PromptTooLong
 from ..relay import client_gone_check
 from ..schemas.anthropic import first_error
@@ -22,7 +22,7 @@ def json_body() -> object:
     if not raw.strip():
         raise InvalidRequest("the request body is empty: send a JSON object")
     try:
-        return json.loads(raw)
+        return jsonio.loads(raw)
     except ValueError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
 
@@ -38,7 +38,7 @@ def validated(loader: Callable[[object], dict]) -> dict:
 
 
 def dumps(body: dict) -> bytes:
-    return json.dumps(body, ensure_ascii=False).encode()
+    return jsonio.dumps(body)
 
 
 def send_fitted(gateway, call, path: str, body: dict):
