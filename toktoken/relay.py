@@ -64,7 +64,9 @@ def client_gone_check(environ: dict) -> Callable[[], bool]:
 def _pump(
     upstream: UpstreamStream, ping_interval: float, client_gone: Callable[[], bool]
 ) -> Iterator[object]:
-    """Yield upstream chunks, _PING while silent, then _END or a GatewayError."""
+    """Yield batches of upstream items — every chunk that has arrived since
+    the last batch, so a fast upstream is written out in few, larger writes —
+    or _PING while silent; the last batch ends with _END or a GatewayError."""
     items: queue.Queue = queue.Queue()
 
     def reader() -> None:
@@ -93,7 +95,14 @@ def _pump(
                 yield _PING
             continue
         silent = 0.0
-        yield item
+        batch = [item]
+        while not (item is _END or isinstance(item, GatewayError)):
+            try:
+                item = items.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(item)
+        yield batch
         if item is _END or isinstance(item, GatewayError):
             return
 
@@ -122,29 +131,35 @@ def relay(
         first = machine.start()
         if first:
             yield encode(first)
-        for item in _pump(upstream, ping_interval, client_gone):
-            if item is _PING:
+        for batch in _pump(upstream, ping_interval, client_gone):
+            if batch is _PING:
                 yield ping
-            elif item is _END:
-                events = machine.finish()
-                outcome = "ok" if machine.phase == "finished" else "error"
-                if first_output_at is None and outcome == "ok":
-                    first_output_at = time.monotonic()
-                data = encode(events) + (done if outcome == "ok" else b"")
-                if data:
-                    yield data
-            elif isinstance(item, GatewayError):
-                outcome, error_type = "error", item.type
-                yield encode(machine.fail(item))
-            else:
-                events = machine.feed(item)
-                if events:
-                    if first_output_at is None:
+                continue
+            out: list[bytes] = []
+            for item in batch:
+                if item is _END:
+                    events = machine.finish()
+                    outcome = "ok" if machine.phase == "finished" else "error"
+                    if first_output_at is None and outcome == "ok":
                         first_output_at = time.monotonic()
-                    yield encode(events)
-                if machine.phase == "failed":
-                    outcome = "error"
-                    return
+                    out.append(encode(events) + (done if outcome == "ok" else b""))
+                elif isinstance(item, GatewayError):
+                    outcome, error_type = "error", item.type
+                    out.append(encode(machine.fail(item)))
+                else:
+                    events = machine.feed(item)
+                    if events:
+                        if first_output_at is None:
+                            first_output_at = time.monotonic()
+                        out.append(encode(events))
+                    if machine.phase == "failed":
+                        outcome = "error"
+                        break
+            data = b"".join(out)
+            if data:
+                yield data
+            if machine.phase == "failed":
+                return
     except ClientGone:
         pass
     finally:
