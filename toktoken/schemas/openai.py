@@ -6,21 +6,31 @@ from __future__ import annotations
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 
-class _Content(fields.Field):
+class _Messages(fields.Field):
+    """Checked with plain code, not a nested schema per message (see
+    schemas/anthropic.py: long conversations made that the costliest step)."""
+
     def _deserialize(self, value, attr, data, **kwargs):
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(isinstance(p, dict) for p in value):
-            return value
-        raise ValidationError("must be a string, an array of content parts, or null")
-
-
-class ChatMessageSchema(Schema):
-    class Meta:
-        unknown = INCLUDE
-
-    role = fields.String(required=True)
-    content = _Content(allow_none=True)
+        if not isinstance(value, list) or not value:
+            raise ValidationError("must be a non-empty list of messages")
+        errors: dict = {}
+        for i, message in enumerate(value):
+            if not isinstance(message, dict):
+                errors[i] = {"_schema": ["must be an object"]}
+            elif not isinstance(message.get("role"), str):
+                errors[i] = {"role": ["Missing data for required field."]}
+            elif not (
+                message.get("content") is None
+                or isinstance(message["content"], str)
+                or (
+                    isinstance(message["content"], list)
+                    and all(isinstance(p, dict) for p in message["content"])
+                )
+            ):
+                errors[i] = {"content": ["must be a string, an array of content parts, or null"]}
+        if errors:
+            raise ValidationError(errors)
+        return value
 
 
 class ChatCompletionRequestSchema(Schema):
@@ -28,8 +38,7 @@ class ChatCompletionRequestSchema(Schema):
         unknown = INCLUDE
 
     model = fields.String(required=True, validate=validate.Length(min=1))
-    messages = fields.List(fields.Nested(ChatMessageSchema), required=True,
-                           validate=validate.Length(min=1))  # fmt: skip
+    messages = _Messages(required=True)
     stream = fields.Boolean(truthy={True}, falsy={False}, allow_none=True)
     stream_options = fields.Dict(allow_none=True)
     max_tokens = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
