@@ -41,11 +41,12 @@ def dumps(body: dict) -> bytes:
     return jsonio.dumps(body)
 
 
-def send_fitted(gateway, call, path: str, body: dict):
-    """POST ``body`` with ``call``; if the backend says only max_tokens was too
-    large for its window, refit and try once more."""
+def send_fitted(gateway, call, path: str, body: dict, data: bytes | None = None):
+    """POST ``body`` (already serialised as ``data``, if given) with ``call``;
+    if the backend says only max_tokens was too large for its window, refit
+    and try once more."""
     try:
-        return call(path, dumps(body))
+        return call(path, data if data is not None else dumps(body))
     except PromptTooLong as exc:
         if not gateway.refit_after_overflow(body, exc):
             raise

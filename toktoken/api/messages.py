@@ -51,9 +51,11 @@ def create_message():
     upstream_bytes = dumps(body)
     prompt = gateway.fit(backend, body, len(upstream_bytes))
     input_estimate = prompt.tokens if prompt else estimate_prompt_tokens(upstream_bytes)
+    # Serialised once: only a fitted max_tokens needs a new serialisation.
+    data = upstream_bytes if prompt is None else None
 
     if not stream:
-        completion = send_fitted(gateway, backend.post_json, CHAT_PATH, body)
+        completion = send_fitted(gateway, backend.post_json, CHAT_PATH, body, data)
         try:
             message = to_anthropic_message(
                 completion, req["model"], input_tokens_estimate=input_estimate,
@@ -64,7 +66,7 @@ def create_message():
         _finish(draft, message["usage"], exact=isinstance(completion.get("usage"), dict))
         return jsonify(message)
 
-    upstream = send_fitted(gateway, backend.open_stream, CHAT_PATH, body)
+    upstream = send_fitted(gateway, backend.open_stream, CHAT_PATH, body, data)
     translator = StreamTranslator(
         req["model"], input_tokens=input_estimate, max_tokens=body["max_tokens"]
     )
