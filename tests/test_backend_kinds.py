@@ -217,12 +217,12 @@ def test_fit_policy_exact_and_estimated():
     from toktoken.tokens import TokenCount, fit_max_tokens
 
     exact, est = TokenCount(10000, True), TokenCount(10000, False)
-    assert fit_max_tokens(128000, exact, 32768, 64)[0] == 32768 - 10000 - 64
-    assert fit_max_tokens(1000, exact, 32768, 64)[0] == 1000
+    assert fit_max_tokens(128000, exact, 32768, 64) == 32768 - 10000 - 64
+    assert fit_max_tokens(1000, exact, 32768, 64) == 1000
     with pytest.raises(PromptTooLong, match="prompt is too long: 10000 tokens > 8192 maximum"):
         fit_max_tokens(100, exact, 8192, 64)
     # an estimate shrinks the answer only while it leaves real room...
-    assert fit_max_tokens(128000, est, 32768, 64)[0] == 32768 - 10000 - 64
+    assert fit_max_tokens(128000, est, 32768, 64) == 32768 - 10000 - 64
     # ...and otherwise never refuses, only caps at the window
-    assert fit_max_tokens(128000, est, 8192, 64)[0] == 8192
-    assert fit_max_tokens(128000, None, None, 64)[0] == 128000
+    assert fit_max_tokens(128000, est, 8192, 64) == 8192
+    assert fit_max_tokens(128000, None, None, 64) == 128000

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = FastJSONProvider(app)
-    app.extensions["toktoken"] = Gateway(settings)
+    gateway = app.extensions["toktoken"] = Gateway(settings)
 
     from .api import chat, dashboard, messages, models, ops, stats
 
@@ -56,8 +56,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(stats.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(models.bp)
-
-    gateway = app.extensions["toktoken"]
 
     @app.before_request
     def authenticate():

@@ -85,7 +85,7 @@ def discover(client: BackendClient) -> Capabilities:
             settings = props.get("default_generation_settings") or {}
             context = _int(settings.get("n_ctx") or props.get("n_ctx"))
             kind, tokenizer = "llamacpp", "llamacpp-template"
-        elif kind is None or kind == "llamacpp":
+        else:
             count_status, count = client.post_json_soft("/extras/tokenize/count", {"input": "a"})
             if count_status == 200 and isinstance(count, dict) and "count" in count:
                 kind, tokenizer = "llamacpp", "llamacpp-python-text"

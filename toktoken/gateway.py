@@ -69,7 +69,7 @@ class Gateway:
         if not needs_count(body["max_tokens"], body_bytes, caps.context, margin):
             return None
         prompt = self.counter.count(backend, caps, body)
-        body["max_tokens"], _ = fit_max_tokens(body["max_tokens"], prompt, caps.context, margin)
+        body["max_tokens"] = fit_max_tokens(body["max_tokens"], prompt, caps.context, margin)
         return prompt
 
     def refit_after_overflow(self, body: dict, exc: PromptTooLong) -> bool:

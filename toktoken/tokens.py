@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from . import jsonio
 from .backends import BackendClient
 from .capabilities import Capabilities
 from .convert.common import estimate_tokens
@@ -54,13 +55,11 @@ class TokenCounter:
 
     def count(self, client: BackendClient, caps: Capabilities, body: dict) -> TokenCount:
         """Prompt tokens of an OpenAI chat body as the backend will see it."""
-        serialized = json.dumps(
-            {k: body.get(k) for k in ("model", "messages", "tools", "chat_template_kwargs")},
-            sort_keys=True,
-            ensure_ascii=False,
-        ).encode()
+        counted = {k: body.get(k) for k in ("model", "messages", "tools", "chat_template_kwargs")}
         if caps.tokenizer is None:
-            return TokenCount(estimate_prompt_tokens(serialized), False)
+            return _estimate(counted)
+        # The cache key: the same request gives the same bytes (same dict order).
+        serialized = jsonio.dumps(counted)
         key = f"{client.name}:{caps.tokenizer}:{hashlib.sha256(serialized).hexdigest()}"
         exact = caps.tokenizer not in APPROXIMATE_METHODS
         while True:
@@ -81,25 +80,34 @@ class TokenCounter:
             log.warning(
                 "backend %s could not count tokens (%s): estimating", client.name, exc.message
             )
-            return TokenCount(estimate_prompt_tokens(serialized), False)
+            return _estimate(counted)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("backend %s gave an odd token count (%r): estimating", client.name, exc)
-            return TokenCount(estimate_prompt_tokens(serialized), False)
+            return _estimate(counted)
+        else:
+            # Cached before the waiters wake, so they find it instead of counting again.
+            with self._lock:
+                self._cache[key] = tokens
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+            return TokenCount(tokens, exact)
         finally:
             with self._lock:
                 event = self._inflight.pop(key, None)
             if event:
                 event.set()
-        with self._lock:
-            self._cache[key] = tokens
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return TokenCount(tokens, exact)
+
+
+def _estimate(counted: dict) -> TokenCount:
+    # Standard-library JSON (with its spaces) keeps chars/4 an overestimate.
+    return TokenCount(
+        estimate_prompt_tokens(json.dumps(counted, ensure_ascii=False).encode()), False
+    )
 
 
 def fit_max_tokens(
     requested: int, prompt: TokenCount | None, context: int | None, margin: int
-) -> tuple[int, TokenCount | None]:
+) -> int:
     """``min(requested, context - prompt - margin)``.
 
     Raises PromptTooLong when an exact count shows the prompt alone does not
@@ -112,15 +120,15 @@ def fit_max_tokens(
     is full, which the stop reason then says.
     """
     if context is None or prompt is None:
-        return requested, prompt
+        return requested
     room = context - prompt.tokens - margin
     if prompt.exact:
         if room < 1:
             raise PromptTooLong(prompt.tokens, context)
-        return max(1, min(requested, room)), prompt
+        return max(1, min(requested, room))
     if room >= MIN_ROOM_ON_ESTIMATE:
-        return min(requested, room), prompt
-    return min(requested, context), prompt
+        return min(requested, room)
+    return min(requested, context)
 
 
 def needs_count(requested: int, body_bytes: int, context: int | None, margin: int) -> bool:
