@@ -13,6 +13,8 @@ documented extension point — that skips what a gateway never needs:
   non-blocking ``poll()`` system call: urllib3 uses ``select.poll``, which under
   gevent is the cooperative poll (a timer, watchers, a hub switch) even with a
   zero timeout;
+- a request's header block and body leave in one ``send()`` (http.client
+  writes them separately: two system calls and two cooperative writes);
 - responses carry no cookie jar filled from the backend's Set-Cookie headers
   (a gateway never sends backend cookies anywhere).
 
@@ -50,17 +52,44 @@ def _peer_hung_up(sock) -> bool:
     return bool(poller.poll(0))
 
 
-class _LivenessCheck:
+class _GatewayConnection:
+    """Mixed into urllib3's connection classes."""
+
+    _hold_headers = False
+    _held: bytes | None = None
+
     @property
     def is_connected(self) -> bool:
         return self.sock is not None and not _peer_hung_up(self.sock)
 
+    def request(self, method, url, body=None, headers=None, **kwargs) -> None:
+        # Hold the header block back and send it with the first body chunk.
+        self._hold_headers = body is not None
+        try:
+            super().request(method, url, body, headers, **kwargs)
+            if self._held is not None:  # the body was empty
+                super().send(self._held)
+        finally:
+            self._hold_headers, self._held = False, None
 
-class _Connection(_LivenessCheck, HTTPConnection):
+    def send(self, data) -> None:
+        if self._hold_headers:
+            if self._held is None:  # http.client's first send: the header block
+                self._held = data
+                return
+            if isinstance(data, bytes | bytearray | memoryview):
+                data, self._held, self._hold_headers = self._held + data, None, False
+            else:  # a file-like body: leave it to http.client
+                super().send(self._held)
+                self._held, self._hold_headers = None, False
+        super().send(data)
+
+
+class _Connection(_GatewayConnection, HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_LivenessCheck, HTTPSConnection):
+class _HTTPSConnection(_GatewayConnection, HTTPSConnection):
     pass
 
 
