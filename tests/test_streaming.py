@@ -187,6 +187,24 @@ def test_silent_upstream_gets_pings(gateway, backend):
     assert t.events[0][0] == "message_start"  # sent before the upstream said anything
 
 
+def test_backend_silent_past_the_read_timeout_ends_the_stream_with_an_error(
+    gateway_factory, backend
+):
+    gw = gateway_factory(BACKEND_READ_TIMEOUT="1.5", STREAM_PING_INTERVAL="0.5")
+    backend.handler = lambda req: Sse([chunk({"content": "a"}), Pause(6), chunk({}, "stop")])
+    r = post(gw, body(), stream=True)
+    pieces = r.iter_content(chunk_size=None)
+    raw = next(pieces)
+    first_byte = time.monotonic()
+    raw += b"".join(pieces)
+    assert time.monotonic() - first_byte < 4  # the timeout, not the whole pause
+    t = validate(raw)
+    assert t.text == "a" and t.pings >= 1
+    assert t.error["type"] == "api_error"
+    assert "went silent for more than 1.5s" in t.error["message"]
+    assert backend.wait_for_disconnect(5), "the silent backend was never hung up on"
+
+
 def test_events_are_relayed_as_they_arrive(gateway, backend):
     backend.handler = lambda req: Sse([Pause(0.8), chunk({"content": "a"}), Pause(0.8),
                                        chunk({"content": "b"}), Pause(0.8), chunk({}, "stop")])  # fmt: skip
@@ -295,3 +313,35 @@ def test_200_concurrent_streams_through_one_worker(gateway, backend):
     with ThreadPoolExecutor(200) as pool:
         results = list(pool.map(one, range(200)))
     assert results == [f"req-{i}!" for i in range(200)]
+
+
+def test_relay_with_threads_pings_relays_and_times_out(backend):
+    """The relay outside gevent (a reader thread, timed queue waits): this
+    test process is not monkey-patched, so relay.py takes its thread path."""
+    from toktoken.backends import BackendClient
+    from toktoken.config import BackendSettings
+    from toktoken.convert import StreamTranslator
+    from toktoken.relay import relay_anthropic
+
+    settings = BackendSettings(name="b", url=backend.url, api_key=None, model="fake-model")
+    client = BackendClient(settings, connect_timeout=2, read_timeout=1.5)
+    request = {
+        "model": "fake-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+
+    def run(items):
+        backend.handler = lambda req: Sse(items)
+        outcome = []
+        out = b"".join(relay_anthropic(
+            client.open_stream("/v1/chat/completions", request), StreamTranslator("m"),
+            ping_interval=0.5, client_gone=lambda: False,
+            on_done=lambda *args: outcome.append(args[0]),
+        ))  # fmt: skip
+        return validate(out), outcome
+
+    t, outcome = run([Pause(1.2), chunk({"content": "late"}), chunk({}, "stop")])
+    assert t.text == "late" and t.pings >= 1 and outcome == ["ok"]
+    t, outcome = run([chunk({"content": "a"}), Pause(4), chunk({}, "stop")])
+    assert t.text == "a" and "went silent" in t.error["message"] and outcome == ["error"]

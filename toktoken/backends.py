@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import requests
 import sseclient
+from urllib3.exceptions import ReadTimeoutError
 
 from . import jsonio
 from .config import BackendSettings
@@ -89,7 +90,7 @@ class UpstreamStream:
             if self._closed:
                 return
             raise self.backend.connection_error(exc) from None
-        except (requests.exceptions.Timeout, TimeoutError) as exc:
+        except (requests.exceptions.Timeout, ReadTimeoutError, TimeoutError) as exc:
             raise BackendTimeout(
                 f"backend {self.backend.url} went silent for more than "
                 f"{self.backend.read_timeout:g}s mid-stream"
@@ -127,6 +128,17 @@ class UpstreamStream:
             )
         yield chunk
 
+    def clear_read_timeout(self) -> None:
+        """Let reads wait without a timeout: for a relay that judges silence
+        itself (relay.py under gevent, where a timed socket wait costs a
+        timer per read)."""
+        sock = self._socket()
+        if sock is not None:
+            sock.settimeout(None)
+
+    def _socket(self):
+        return getattr(getattr(self.response.raw, "connection", None), "sock", None)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -134,7 +146,7 @@ class UpstreamStream:
         # Shut the socket down first: that wakes a reader blocked in recv()
         # (a thread or greenlet) and tells the backend at once that nobody is
         # listening, which is what makes vLLM/llama.cpp stop generating.
-        sock = getattr(getattr(self.response.raw, "connection", None), "sock", None)
+        sock = self._socket()
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -4,12 +4,16 @@ The loop is a plain generator of bytes, so Flask can serve it and gunicorn's
 gevent worker writes every item the moment it is yielded.
 
 A reader (a greenlet under gevent, a thread elsewhere) pulls upstream chunks
-into a queue; the generator waits on that queue with a short timeout. That
+into a queue, and the generator waits on that queue. While the backend is
+silent the generator still wakes once per tick (under gevent a repeating
+timer drops a tick into the queue; with threads the wait has a timeout), which
 gives us, without any busy loop:
 - a ``ping`` event whenever the backend has been silent for ``ping_interval``
   (prefill of a long prompt can take minutes), so clients and proxies wait;
 - a check, once a second while silent, that the client is still connected,
-  so a silent backend is abandoned promptly when the client goes away.
+  so a silent backend is abandoned promptly when the client goes away;
+- under gevent, the backend read timeout (an error event after that long
+  without a byte), so no socket read needs a timer of its own.
 When the client disconnects while data flows, the write fails, the server
 closes this generator, and ``finally`` closes the upstream response.
 """
@@ -26,12 +30,13 @@ from collections.abc import Callable, Iterator
 
 from . import sse
 from .backends import UpstreamStream
-from .errors import BackendUnavailable, GatewayError
+from .errors import BackendTimeout, BackendUnavailable, GatewayError
 
 log = logging.getLogger(__name__)
 
 _END = object()
 _PING = object()
+_TICK = object()
 
 
 class ClientGone(Exception):
@@ -67,20 +72,99 @@ def _pump(
     """Yield batches of upstream items — every chunk that has arrived since
     the last batch, so a fast upstream is written out in few, larger writes —
     or _PING while silent; the last batch ends with _END or a GatewayError."""
+    if _cooperative():
+        return _pump_greenlet(upstream, ping_interval, client_gone)
+    return _pump_thread(upstream, ping_interval, client_gone)
+
+
+def _cooperative() -> bool:
+    """Running under gevent (gunicorn's gevent worker patches the socket module)."""
+    try:
+        from gevent.monkey import is_module_patched
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return is_module_patched("socket")
+
+
+def _read_all(upstream: UpstreamStream, put: Callable[[object], None]) -> None:
+    """The reader: every upstream chunk, then _END or the GatewayError."""
+    try:
+        for chunk in upstream:
+            put(chunk)
+        put(_END)
+    except GatewayError as exc:
+        put(exc)
+    except Exception as exc:  # never let the reader die silently
+        log.exception("upstream reader failed")
+        put(BackendUnavailable(f"backend stream failed: {type(exc).__name__}"))
+
+
+def _is_last(item: object) -> bool:
+    return item is _END or isinstance(item, GatewayError)
+
+
+def _pump_greenlet(
+    upstream: UpstreamStream, ping_interval: float, client_gone: Callable[[], bool]
+) -> Iterator[object]:
+    """gevent: a reader greenlet, a gevent queue, and one repeating timer per
+    stream that drops a _TICK into the queue. No wait has a timeout of its
+    own: in gevent every timed wait arms and disarms a timer, and with
+    thousands of chunks a second those timers (one per socket read, one per
+    queue get) cost more than the chunks. Silence — pings, the client-gone
+    check, the backend read timeout — is judged on the ticks instead."""
+    import gevent
+    from gevent.queue import SimpleQueue
+
+    items: SimpleQueue = SimpleQueue()
+    read_timeout = upstream.backend.read_timeout
+    upstream.clear_read_timeout()  # enforced below, from the ticks
+    gevent.spawn(_read_all, upstream, items.put)
+    tick = min(1.0, ping_interval)
+    slack = tick / 4
+    timer = gevent.get_hub().loop.timer(tick, tick)
+    timer.start(items.put, _TICK)
+    last_data = last_sent = time.monotonic()
+    try:
+        while True:
+            item = items.get()
+            if item is _TICK:
+                # Ticks are not aligned with the data: allow a quarter tick
+                # of slack so a 1 s ping interval pings every second.
+                silent = time.monotonic() - last_data + slack
+                if silent < tick:
+                    continue  # data is flowing
+                if client_gone():
+                    raise ClientGone()
+                if silent >= read_timeout:
+                    yield [BackendTimeout(
+                        f"backend {upstream.backend.url} went silent for more than "
+                        f"{read_timeout:g}s mid-stream"
+                    )]  # fmt: skip
+                    return
+                if time.monotonic() - last_sent + slack >= ping_interval:
+                    last_sent = time.monotonic()
+                    yield _PING
+                continue
+            batch = [item]
+            while not _is_last(item) and items.qsize():
+                item = items.get()
+                if item is not _TICK:
+                    batch.append(item)
+            last_data = last_sent = time.monotonic()
+            yield batch
+            if _is_last(item):
+                return
+    finally:
+        timer.close()
+
+
+def _pump_thread(
+    upstream: UpstreamStream, ping_interval: float, client_gone: Callable[[], bool]
+) -> Iterator[object]:
+    """Threads (no gevent): a reader thread and timed queue waits; the
+    backend read timeout stays on the socket."""
     items: queue.Queue = queue.Queue()
-
-    def reader() -> None:
-        try:
-            for chunk in upstream:
-                items.put(chunk)
-            items.put(_END)
-        except GatewayError as exc:
-            items.put(exc)
-        except Exception as exc:  # never let the reader die silently
-            log.exception("upstream reader failed")
-            items.put(BackendUnavailable(f"backend stream failed: {type(exc).__name__}"))
-
-    threading.Thread(target=reader, name="upstream-reader", daemon=True).start()
+    threading.Thread(target=_read_all, args=(upstream, items.put), daemon=True).start()
     tick = min(1.0, ping_interval)
     silent = 0.0
     while True:
@@ -96,14 +180,14 @@ def _pump(
             continue
         silent = 0.0
         batch = [item]
-        while not (item is _END or isinstance(item, GatewayError)):
+        while not _is_last(item):
             try:
                 item = items.get_nowait()
             except queue.Empty:
                 break
             batch.append(item)
         yield batch
-        if item is _END or isinstance(item, GatewayError):
+        if _is_last(item):
             return
 
 
