@@ -66,18 +66,42 @@ def _model_label(model: str | None) -> str:
 
 def observe(record) -> None:
     """Count one finished request (a UsageRecord)."""
-    backend = record.backend or "-"
-    model = _model_label(record.model)
-    REQUESTS.labels(record.route, backend, model, str(record.status)).inc()
+    key = (record.route, record.backend, record.model, record.status)
+    series = _series.get(key)
+    if series is None:
+        series = _series_for(key)
+    requests, input_tokens, output_tokens, cache_read_tokens, latency, ttft = series
+    requests.inc()
     if record.input_tokens:
-        INPUT_TOKENS.labels(record.route, backend, model).inc(record.input_tokens)
+        input_tokens.inc(record.input_tokens)
     if record.output_tokens:
-        OUTPUT_TOKENS.labels(record.route, backend, model).inc(record.output_tokens)
+        output_tokens.inc(record.output_tokens)
     if record.cache_read_tokens:
-        CACHE_READ_TOKENS.labels(record.route, backend, model).inc(record.cache_read_tokens)
-    LATENCY.labels(record.route, backend).observe(record.latency_ms / 1000)
+        cache_read_tokens.inc(record.cache_read_tokens)
+    latency.observe(record.latency_ms / 1000)
     if record.ttft_ms is not None:
-        TTFT.labels(record.route, backend).observe(record.ttft_ms / 1000)
+        ttft.observe(record.ttft_ms / 1000)
+
+
+# The labelled series of each (route, backend, model, status), looked up once:
+# ``labels()`` costs a lock and a few dict operations per metric per request.
+_series: dict[tuple, tuple] = {}
+
+
+def _series_for(key: tuple) -> tuple:
+    route, backend, model, status = key
+    backend, model = backend or "-", _model_label(model)
+    series = (
+        REQUESTS.labels(route, backend, model, str(status)),
+        INPUT_TOKENS.labels(route, backend, model),
+        OUTPUT_TOKENS.labels(route, backend, model),
+        CACHE_READ_TOKENS.labels(route, backend, model),
+        LATENCY.labels(route, backend),
+        TTFT.labels(route, backend),
+    )
+    if len(_series) < 4 * MAX_MODEL_LABELS:  # bounded like the model label
+        _series[key] = series
+    return series
 
 
 def render() -> tuple[bytes, str]:
