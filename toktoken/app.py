@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -12,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from . import jsonio
 from .auth import check_key, presented_key
 from .config import Settings
+from .convert.common import random_id
 from .errors import (
     ApiError,
     GatewayError,
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def authenticate():
-        g.request_id = "req_" + uuid.uuid4().hex[:24]
+        g.request_id = random_id("req_")
         if request.endpoint in ops.PUBLIC_ENDPOINTS or request.blueprint == "dashboard":
             return None  # the dashboard authenticates browsers itself
         if request.endpoint is None:

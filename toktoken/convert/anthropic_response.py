@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
+
+from .common import random_id
 
 FINISH_FOR_STOP = {
     "end_turn": "stop",
@@ -53,7 +54,7 @@ def to_openai_completion(message: dict, requested_model: str) -> dict:
     if calls:
         out_message["tool_calls"] = calls
     return {
-        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+        "id": random_id("chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": requested_model,

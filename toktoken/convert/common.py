@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-import uuid
+import os
 
 # Anthropic clients echo thinking blocks back with their signature and some
 # reject a block without one. The backend has no signature to give, so we send
@@ -21,12 +21,17 @@ _FINISH_TO_STOP = {
 }
 
 
+def random_id(prefix: str) -> str:
+    """``prefix`` + 24 random hex digits (os.urandom: a fifth of uuid4's cost)."""
+    return prefix + os.urandom(12).hex()
+
+
 def new_message_id() -> str:
-    return "msg_" + uuid.uuid4().hex[:24]
+    return random_id("msg_")
 
 
 def new_tool_use_id() -> str:
-    return "toolu_" + uuid.uuid4().hex[:24]
+    return random_id("toolu_")
 
 
 def stop_reason(

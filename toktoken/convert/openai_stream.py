@@ -15,10 +15,10 @@ the openai SDK raises as an APIError.
 from __future__ import annotations
 
 import time
-import uuid
 
 from ..errors import ApiError, GatewayError
 from .anthropic_response import FINISH_FOR_STOP, openai_usage
+from .common import random_id
 
 
 class _ChunkMachine:
@@ -82,7 +82,7 @@ class AnthropicToOpenAIStream(_ChunkMachine):
         self.model = model
         self.include_usage = include_usage
         self.phase = "streaming"
-        self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
+        self.id = random_id("chatcmpl-")
         self.created = int(time.time())
         self.usage = {"input_tokens": 0, "output_tokens": 0}
         self.finish_reason: str | None = None
