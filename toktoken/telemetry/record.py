@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from ..logs import log_request
 from . import metrics
 
 
+@functools.lru_cache(maxsize=256)  # a handful of keys, presented on every request
 def key_fingerprint(key: str | None) -> str | None:
     """Who used the gateway, without storing the key: 12 hex chars of SHA-256."""
     if not key:
