@@ -22,8 +22,9 @@ class RawServer:
     and a Set-Cookie header; with ``hang_up`` it closes each connection right
     after answering, without saying so (as an idle timeout would)."""
 
-    def __init__(self, *, hang_up: bool) -> None:
+    def __init__(self, *, hang_up: bool, sse: str | None = None) -> None:
         self.hang_up = hang_up
+        self.sse = sse  # None: JSON; "ends": an SSE stream; "no-end": [DONE], then nothing
         self.connections = 0
         self.requests: list[bytes] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -54,6 +55,12 @@ class RawServer:
                     rest += conn.recv(65536)
                 self.requests.append(head)
                 buffer = rest[length:]
+                if self.sse:
+                    self._send_sse(conn)
+                    if self.sse == "no-end":
+                        time.sleep(5)
+                        return
+                    continue
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Set-Cookie: backend=secret; Path=/\r\n"
@@ -62,13 +69,25 @@ class RawServer:
                 if self.hang_up:
                     return
 
+    def _send_sse(self, conn: socket.socket) -> None:
+        def chunk(data: bytes) -> bytes:
+            return b"%x\r\n%s\r\n" % (len(data), data)
+
+        event = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" + chunk(event))  # fmt: skip
+        conn.sendall(chunk(b"data: [DONE]\n\n"))
+        if self.sse == "ends":
+            conn.sendall(b"0\r\n\r\n")
+
     def close(self) -> None:
         self.sock.close()
 
 
 @pytest.fixture
 def server(request):
-    srv = RawServer(hang_up=request.param)
+    hang_up, sse = request.param if isinstance(request.param, tuple) else (request.param, None)
+    srv = RawServer(hang_up=hang_up, sse=sse)
     yield srv
     srv.close()
 
@@ -127,3 +146,25 @@ def test_streamed_response_releases_its_connection(server):
         assert list(upstream) == [{"choices": [], "usage": None}]  # JSON replayed as a chunk
         upstream.close()
     assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize("server", [(False, "ends")], indirect=True)
+def test_stream_that_ends_after_done_keeps_its_connection(server):
+    client = client_for(server)
+    for _ in range(3):
+        upstream = client.open_stream("/v1/chat/completions", {"stream": True})
+        assert [c["choices"][0]["delta"]["content"] for c in upstream] == ["hi"]
+        upstream.close()
+    assert server.connections == 1 and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("server", [(False, "no-end")], indirect=True)
+def test_stream_that_never_ends_after_done_is_closed_promptly(server):
+    client = client_for(server)
+    for _ in range(2):
+        upstream = client.open_stream("/v1/chat/completions", {"stream": True})
+        assert len(list(upstream)) == 1
+        started = time.monotonic()
+        upstream.close()
+        assert time.monotonic() - started < upstream.DRAIN_SECONDS + 0.5
+    assert server.connections == 2

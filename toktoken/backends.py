@@ -60,10 +60,17 @@ class UpstreamStream:
     """An open upstream SSE response. Iterate for parsed JSON chunks; always
     ``close()`` it (closing is what makes vLLM stop generating)."""
 
+    # After ``[DONE]`` at most this much more body, read within this long, to
+    # reach the end of the response and keep the connection.
+    DRAIN_BYTES = 65536
+    DRAIN_SECONDS = 1.0
+
     def __init__(self, response: requests.Response, backend: BackendClient):
         self.response = response
         self.backend = backend
         self._closed = False
+        self._source: Iterator[bytes] | None = None
+        self._saw_done = False
 
     def __iter__(self) -> Iterator[dict]:
         content_type = self.response.headers.get("Content-Type", "")
@@ -72,13 +79,15 @@ class UpstreamStream:
             # 200) answers with one JSON document: replay it as one chunk.
             yield from self._json_as_chunks()
             return
-        client = sseclient.SSEClient(_raw_chunks(self.response))
+        self._source = _raw_chunks(self.response)
+        client = sseclient.SSEClient(self._source)
         try:
             for event in client.events():
                 data = event.data.strip()
                 if not data:
                     continue
                 if data == "[DONE]":
+                    self._saw_done = True
                     return
                 try:
                     chunk = jsonio.loads(data)
@@ -136,6 +145,24 @@ class UpstreamStream:
         if sock is not None:
             sock.settimeout(None)
 
+    def _finish_body(self) -> bool:
+        """After ``[DONE]``, read the rest of the body — normally just the end
+        of the chunked encoding, already received — so that urllib3 returns
+        the connection to the pool and the next stream skips a new TCP
+        connection. False when the end does not come soon enough."""
+        sock = self._socket()
+        try:
+            if sock is not None:
+                sock.settimeout(self.DRAIN_SECONDS)
+            extra = 0
+            for data in self._source or ():
+                extra += len(data)
+                if extra > self.DRAIN_BYTES:
+                    return False
+            return True
+        except Exception:  # timed out, cut: close it the hard way
+            return False
+
     def _socket(self):
         return getattr(getattr(self.response.raw, "connection", None), "sock", None)
 
@@ -143,6 +170,9 @@ class UpstreamStream:
         if self._closed:
             return
         self._closed = True
+        if self._saw_done and self._finish_body():
+            self.response.close()  # the connection is back in the pool
+            return
         # Shut the socket down first: that wakes a reader blocked in recv()
         # (a thread or greenlet) and tells the backend at once that nobody is
         # listening, which is what makes vLLM/llama.cpp stop generating.
