@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
 from . import jsonio
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = FastJSONProvider(app)
+    app.session_interface = NoSessions()
     gateway = app.extensions["toktoken"] = Gateway(settings)
 
     from .api import chat, dashboard, messages, models, ops, stats
@@ -59,16 +61,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def authenticate():
-        g.request_id = random_id("req_")
-        if request.endpoint in ops.PUBLIC_ENDPOINTS or request.blueprint == "dashboard":
-            return None  # the dashboard authenticates browsers itself
-        if request.endpoint is None:
+        g.request_id = request_id = random_id("req_")
+        req = request._get_current_object()  # one context lookup, not one per attribute
+        endpoint = req.endpoint
+        if endpoint is None:
             return None  # unknown route: 404 below, no need to leak that a key is wrong
-        if request.endpoint in USAGE_ENDPOINTS:
+        if endpoint in ops.PUBLIC_ENDPOINTS or endpoint.startswith("dashboard."):
+            return None  # the dashboard authenticates browsers itself
+        headers = req.headers
+        if endpoint in USAGE_ENDPOINTS:
             # One usage record and one log line per API request, however it ends.
-            g.usage = RequestRecord(g.request_id, request.path, recorder=gateway.recorder)
-            g.usage.key_fp = key_fingerprint(presented_key(request.headers))
-        check_key(request.headers, settings.api_keys)
+            g.usage = RequestRecord(request_id, req.path, recorder=gateway.recorder)
+            g.usage.key_fp = key_fingerprint(presented_key(headers))
+        check_key(headers, settings.api_keys)
         return None
 
     @app.after_request
@@ -102,6 +107,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         return _error_response(ApiError("internal gateway error; see the gateway log"))
 
     return app
+
+
+class NoSessions(SessionInterface):
+    """The gateway keeps no Flask sessions (the dashboard signs its own
+    cookie): one shared, read-only null session instead of a new one per
+    request."""
+
+    _null = NullSession()
+
+    def open_session(self, app, request):
+        return self._null
+
+    def save_session(self, app, session, response) -> None:
+        return None
 
 
 class FastJSONProvider(DefaultJSONProvider):
