@@ -6,6 +6,7 @@ import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..logs import log_request
 from . import metrics
@@ -19,8 +20,10 @@ def key_fingerprint(key: str | None) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class UsageRecord:
+class UsageRecord(NamedTuple):
+    """One finished request. A named tuple: built once per request, and
+    cheaper to build than a frozen dataclass (16 fields)."""
+
     ts: float  # unix seconds, when the request arrived
     request_id: str
     route: str
@@ -38,20 +41,12 @@ class UsageRecord:
     status: int
     error_type: str | None
 
-    FIELDS = (
-        "ts", "request_id", "route", "key_fp", "model", "backend", "backend_model",
-        "input_tokens", "output_tokens", "cache_read_tokens", "tokens_exact", "latency_ms",
-        "ttft_ms", "stream", "status", "error_type",
-    )  # fmt: skip
-
     def row(self) -> tuple:
         """Column values; booleans as 0/1 (INTEGER columns in both SQLite and PostgreSQL)."""
-        return tuple(
-            int(v) if isinstance(v, bool) else v for v in (getattr(self, f) for f in self.FIELDS)
-        )
+        return tuple(int(v) if isinstance(v, bool) else v for v in self)
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestRecord:
     """Filled in while a request is handled; ``finish()`` — called exactly
     once however the request ends (reply, error, stream end, disconnect) —

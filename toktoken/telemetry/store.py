@@ -78,8 +78,8 @@ class _Store:
     def insert(self, records) -> None:
         from .record import UsageRecord
 
-        columns = ", ".join(UsageRecord.FIELDS)
-        marks = ", ".join(self.mark for _ in UsageRecord.FIELDS)
+        columns = ", ".join(UsageRecord._fields)
+        marks = ", ".join(self.mark for _ in UsageRecord._fields)
         self._insert_many(
             f"INSERT INTO usage ({columns}) VALUES ({marks})", [r.row() for r in records]
         )
