@@ -14,7 +14,9 @@ documented extension point — that skips what a gateway never needs:
   gevent is the cooperative poll (a timer, watchers, a hub switch) even with a
   zero timeout;
 - a request's header block and body leave in one ``send()`` (http.client
-  writes them separately: two system calls and two cooperative writes);
+  writes them separately: two system calls and two cooperative writes), and
+  without gevent's ``sendall``, which asks the kernel for the socket's buffer
+  size on every call;
 - responses carry no cookie jar filled from the backend's Set-Cookie headers
   (a gateway never sends backend cookies anywhere).
 
@@ -52,6 +54,14 @@ def _peer_hung_up(sock) -> bool:
     return bool(poller.poll(0))
 
 
+def _send_all(sock, data: bytes) -> None:
+    """socket.sendall without gevent's per-call SO_SNDBUF lookup (a system
+    call, for a PyPy workaround): send() until everything is out."""
+    view = memoryview(data)
+    while view:
+        view = view[sock.send(view) :]
+
+
 class _GatewayConnection:
     """Mixed into urllib3's connection classes."""
 
@@ -82,7 +92,10 @@ class _GatewayConnection:
             else:  # a file-like body: leave it to http.client
                 super().send(self._held)
                 self._held, self._hold_headers = None, False
-        super().send(data)
+        if self.sock is not None and isinstance(data, bytes):
+            _send_all(self.sock, data)
+        else:  # not connected yet, or not bytes: http.client knows what to do
+            super().send(data)
 
 
 class _Connection(_GatewayConnection, HTTPConnection):
