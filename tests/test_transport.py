@@ -13,6 +13,7 @@ import pytest
 
 from toktoken.backends import BackendClient
 from toktoken.config import BackendSettings
+from toktoken.errors import BackendUnavailable
 
 REPLY = json.dumps({"ok": True}).encode()
 
@@ -55,6 +56,10 @@ class RawServer:
                     rest += conn.recv(65536)
                 self.requests.append(head)
                 buffer = rest[length:]
+                if self.sse == "cut-body":  # not SSE: a JSON body cut short
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 100\r\n\r\n" + REPLY)  # fmt: skip
+                    return
                 if self.sse:
                     self._send_sse(conn)
                     if self.sse == "no-end":
@@ -168,3 +173,10 @@ def test_stream_that_never_ends_after_done_is_closed_promptly(server):
         upstream.close()
         assert time.monotonic() - started < upstream.DRAIN_SECONDS + 0.5
     assert server.connections == 2
+
+
+@pytest.mark.parametrize("server", [(False, "cut-body")], indirect=True)
+def test_body_cut_short_is_a_clean_backend_error(server):
+    client = client_for(server)
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        client.post_json("/v1/chat/completions", {"n": 1})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import requests
 import sseclient
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from . import jsonio
 from .config import BackendSettings
@@ -259,29 +259,43 @@ class BackendClient:
 
     def post_json(self, path: str, body: dict | bytes, headers: dict | None = None) -> dict:
         """POST and return the parsed JSON answer (non-streaming)."""
-        response = self._post(path, body, stream=False, headers=headers)
+        response = self._post(path, body, headers=headers)
         try:
+            content = self._read_body(response)
             if response.status_code >= 300:
-                raise self.status_error(response.status_code, response.content)
+                raise self.status_error(response.status_code, content)
             try:
-                return jsonio.loads(response.content)
+                return jsonio.loads(content)
             except ValueError:
+                text = content[:200].decode("utf-8", "replace")
                 raise ApiError(
-                    f"backend {self.url} returned a non-JSON response: {response.text[:200]!r}"
+                    f"backend {self.url} returned a non-JSON response: {text!r}"
                 ) from None
         finally:
             response.close()
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The whole body, read in one call on the raw response (requests'
+        ``.content`` reads it in 10 KB pieces through two generators)."""
+        try:
+            return response.raw.read(decode_content=True)
+        except (ReadTimeoutError, TimeoutError):
+            raise BackendTimeout(
+                f"backend {self.url} did not answer within {self.read_timeout:g}s"
+            ) from None
+        except (HTTPError, OSError) as exc:  # a connection cut mid-body, a bad encoding
+            raise self.connection_error(exc) from None
 
     def open_stream(
         self, path: str, body: dict | bytes, headers: dict | None = None
     ) -> UpstreamStream:
         """POST with ``stream: true``; errors before the first byte raise here,
         while the client can still be given a proper HTTP status."""
-        response = self._post(path, body, stream=True, headers=headers)
+        response = self._post(path, body, headers=headers)
         if response.status_code >= 300:
             try:
-                content = response.content
-            except requests.RequestException:
+                content = self._read_body(response)
+            except GatewayError:
                 content = b""
             finally:
                 response.close()
@@ -289,8 +303,9 @@ class BackendClient:
         return UpstreamStream(response, self)
 
     def _post(
-        self, path: str, body: dict | bytes, *, stream: bool, headers: dict | None = None
+        self, path: str, body: dict | bytes, headers: dict | None = None
     ) -> requests.Response:
+        """Send; the answer's status and headers are read, its body is not."""
         data = body if isinstance(body, bytes) else jsonio.dumps(body)
         # A ready PreparedRequest goes straight to the transport adapter: the
         # body is already bytes and the session's headers are fixed, so
@@ -309,16 +324,13 @@ class BackendClient:
         prepared.hooks = {"response": []}
         prepared._cookies = None
         try:
-            response = self.adapter.send(
+            return self.adapter.send(
                 prepared,
-                stream=stream,
+                stream=True,
                 timeout=(self.connect_timeout, self.read_timeout),
                 proxies=self.session.proxies,
                 verify=self.session.verify,
             )
-            if not stream:
-                response.content  # noqa: B018 - read the body under the same error mapping
-            return response
         except requests.exceptions.ConnectTimeout:
             raise BackendTimeout(
                 f"backend {self.url} did not accept a connection within {self.connect_timeout:g}s"
