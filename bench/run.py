@@ -113,6 +113,39 @@ class Bench:
         )
         self.worker = int(children.stdout.split()[0])
 
+    def floor(self, body: dict, concurrency: int, count: int) -> dict:
+        """CPU per request of bench/bare_relay.py — the same stack with nothing
+        of the gateway's work — run like the gateway (one gevent worker on
+        core 0), with the body the gateway would send upstream."""
+        port = free_port()
+        env = dict(os.environ, VLLM_URL=f"http://127.0.0.1:{self.backend_port}")
+        proc = subprocess.Popen(
+            [*pinned(0), sys.executable, "-m", "gunicorn", "-c", os.devnull, "-k", "gevent", "-w", "1",
+             "--worker-connections", "2000", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench"),
+             "bare_relay:app"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(200):
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.05)
+            worker = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                        text=True).stdout.split()[0])  # fmt: skip
+            path = "/v1/chat/completions"
+            self.load(port, path, body, min(concurrency, 8), 40)  # warm up
+            cpu0 = cpu_seconds(worker)
+            self.load(port, path, body, concurrency, count)
+            return {
+                "concurrency": concurrency,
+                "cpu_ms_per_request": 1000 * (cpu_seconds(worker) - cpu0) / count,
+            }
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.terminate()
@@ -174,6 +207,39 @@ class RssSampler:
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, rss_mb(self.pid))
 
+    def floor(self, body: dict, concurrency: int, count: int) -> dict:
+        """CPU per request of bench/bare_relay.py — the same stack with nothing
+        of the gateway's work — run like the gateway (one gevent worker on
+        core 0), with the body the gateway would send upstream."""
+        port = free_port()
+        env = dict(os.environ, VLLM_URL=f"http://127.0.0.1:{self.backend_port}")
+        proc = subprocess.Popen(
+            [*pinned(0), sys.executable, "-m", "gunicorn", "-c", os.devnull, "-k", "gevent", "-w", "1",
+             "--worker-connections", "2000", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench"),
+             "bare_relay:app"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(200):
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.05)
+            worker = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                        text=True).stdout.split()[0])  # fmt: skip
+            path = "/v1/chat/completions"
+            self.load(port, path, body, min(concurrency, 8), 40)  # warm up
+            cpu0 = cpu_seconds(worker)
+            self.load(port, path, body, concurrency, count)
+            return {
+                "concurrency": concurrency,
+                "cpu_ms_per_request": 1000 * (cpu_seconds(worker) - cpu0) / count,
+            }
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
@@ -214,13 +280,14 @@ def main() -> int:
                                      16, 800, route="openai"))  # fmt: skip
         hold = dict(small, stream=True, metadata={"user_id": "bench:100:50"})
         results.append(bench.compare("hold: 500 streams x 100 chunks 50 ms apart", hold, 500, 500))
+        floor = bench.floor(to_openai_request(small, "bench", stream=False), 16, 1500)
     finally:
         bench.stop()
-    report(results)
+    report(results, floor)
     return 0
 
 
-def report(results: list[dict]) -> None:
+def report(results: list[dict], floor: dict) -> None:
     print()
     print(
         "CPU/req: the gateway worker's CPU time per request (/proc); CPU/chunk: CPU/req / chunks (an upper bound)"
@@ -238,7 +305,13 @@ def report(results: list[dict]) -> None:
     print(f"hold test: completion {hold['gateway_wall_s']:.2f} s through the gateway vs {hold['direct_wall_s']:.2f} s "
           f"direct ({hold['gateway_wall_s'] / hold['direct_wall_s']:.2f}x); time to first byte p50 "
           f"{hold['ttfb_p50_ms']:.0f} ms, p99 {hold['ttfb_p99_ms']:.0f} ms; worker RSS peak {hold['rss_mb_peak']:.0f} MB")  # fmt: skip
-    Path(ROOT / "bench" / "last-results.json").write_text(json.dumps(results, indent=1))
+    small = next(r for r in results if r["name"] == "4.7 KB, non-streaming, c=16")
+    print(f"stack floor (bench/bare_relay.py: Flask + gunicorn/gevent + requests, nothing else), 4.7 KB, "
+          f"c=16: {floor['cpu_ms_per_request']:.3f} ms CPU/req; the gateway: {small['cpu_ms_per_request']:.3f} ms "
+          f"({small['cpu_ms_per_request'] / floor['cpu_ms_per_request']:.2f}x the floor)")  # fmt: skip
+    Path(ROOT / "bench" / "last-results.json").write_text(
+        json.dumps({"workloads": results, "floor": floor}, indent=1)
+    )
 
 
 if __name__ == "__main__":
