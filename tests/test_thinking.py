@@ -130,3 +130,27 @@ def test_thinking_round_trip_with_a_vllm_reasoning_backend(gateway_factory, back
     replayed = backend.chat_requests[-1].body["messages"][1]
     assert replayed == {"role": "assistant", "content": "Hello!",
                         "reasoning_content": "The user greets; greet back."}  # fmt: skip
+
+
+def test_split_think_tags_shortcut_agrees_with_the_splitter():
+    """split_think_tags skips the splitter when no tag can open thinking: the
+    answers must be the same for any reply."""
+    import random
+
+    from toktoken.convert.thinking import ThinkTagSplitter, split_think_tags
+
+    def by_splitter(content):
+        splitter = ThinkTagSplitter()
+        parts = splitter.feed(content) + splitter.flush()
+        return (
+            "".join(t for k, t in parts if k == "thinking"),
+            "".join(t for k, t in parts if k == "text"),
+        )
+
+    pieces = ["<think>", "</think>", "<", "<th", " ", "\n", "a", "b c", "<b>"]
+    rng = random.Random(7)
+    replies = ["", " ", "x", "<", "<think>", " \n<think>a</think>\n b"] + [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(2000)
+    ]
+    for reply in replies:
+        assert split_think_tags(reply) == by_splitter(reply), reply

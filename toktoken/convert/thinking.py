@@ -136,6 +136,9 @@ class ThinkTagSplitter:
 
 def split_think_tags(content: str) -> tuple[str, str]:
     """Non-streaming: (thinking, text) of a complete reply."""
+    stripped = content.lstrip()
+    if stripped and stripped[0] != "<":
+        return "", content  # no tag can open thinking (the splitter's answer, without it)
     splitter = ThinkTagSplitter()
     parts = splitter.feed(content) + splitter.flush()
     thinking = "".join(t for k, t in parts if k == "thinking")
