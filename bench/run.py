@@ -309,9 +309,39 @@ def report(results: list[dict], floor: dict) -> None:
     print(f"stack floor (bench/bare_relay.py: Flask + gunicorn/gevent + requests, nothing else), 4.7 KB, "
           f"c=16: {floor['cpu_ms_per_request']:.3f} ms CPU/req; the gateway: {small['cpu_ms_per_request']:.3f} ms "
           f"({small['cpu_ms_per_request'] / floor['cpu_ms_per_request']:.2f}x the floor)")  # fmt: skip
+    print()
+    print("targets (issue 7; one worker on one core):")
+    for line in target_lines(results):
+        print("  " + line)
     Path(ROOT / "bench" / "last-results.json").write_text(
         json.dumps({"workloads": results, "floor": floor}, indent=1)
     )
+
+
+def target_lines(results: list[dict]) -> list[str]:
+    """Each target, the figure measured for it, and met or by how much it is missed."""
+    by_name = {r["name"]: r for r in results}
+    cpu = {name: r["cpu_ms_per_request"] for name, r in by_name.items()}
+    small = max(cpu[f"4.7 KB, non-streaming, c={c}"] for c in (16, 64))
+    big = max(cpu[f"49 KB, non-streaming, c={c}"] for c in (1, 16))
+    # A chunk's cost beyond the request that carries it (back-to-back chunks).
+    chunk = (cpu["stream 50 chunks, c=16"] - cpu["4.7 KB, non-streaming, c=16"]) / 50
+    added = by_name["4.7 KB, non-streaming, c=1"]
+    hold = results[-1]
+    rows = [
+        ("CPU per 4.7 KB request (c=16/64, worst)", small, 1.0, "ms"),
+        ("CPU per 49 KB request (c=1/16, worst)", big, 3.0, "ms"),
+        ("CPU per streamed chunk (back to back)", chunk, 0.02, "ms"),
+        ("added p50 latency at c=1", added["gateway_p50_ms"] - added["direct_p50_ms"], 1.5, "ms"),
+        ("hold: completion vs direct", hold["gateway_wall_s"] / hold["direct_wall_s"], 1.1, "x"),
+        ("hold: time to first byte p99", hold["ttfb_p99_ms"], 200, "ms"),
+        ("hold: worker RSS peak", hold["rss_mb_peak"], 150, "MB"),
+    ]
+    lines = []
+    for label, value, limit, unit in rows:
+        verdict = "met" if value <= limit else f"missed by {100 * (value / limit - 1):.1f} %"
+        lines.append(f"{label:42} {value:9.3f} {unit:2} (target <= {limit:g} {unit}): {verdict}")
+    return lines
 
 
 if __name__ == "__main__":
