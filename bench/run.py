@@ -102,16 +102,7 @@ class Bench:
             cwd=ROOT, env=env, stdout=open(self.tmp / "gateway.log", "wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.procs.append(self.gateway)
-        for _ in range(200):
-            try:
-                requests.get(f"http://127.0.0.1:{self.gateway_port}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        children = subprocess.run(
-            ["pgrep", "-P", str(self.gateway.pid)], capture_output=True, text=True
-        )
-        self.worker = int(children.stdout.split()[0])
+        self.worker = worker_when_up(self.gateway, f"http://127.0.0.1:{self.gateway_port}/health")
 
     def floor(self, body: dict, concurrency: int, count: int) -> dict:
         """CPU per request of bench/bare_relay.py — the same stack with nothing
@@ -126,14 +117,7 @@ class Bench:
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            for _ in range(200):
-                try:
-                    requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
-            worker = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                        text=True).stdout.split()[0])  # fmt: skip
+            worker = worker_when_up(proc, f"http://127.0.0.1:{port}/")
             path = "/v1/chat/completions"
             self.load(port, path, body, min(concurrency, 8), 40)  # warm up
             cpu0 = cpu_seconds(worker)
@@ -197,6 +181,18 @@ class Bench:
         }  # fmt: skip
 
 
+def worker_when_up(master: subprocess.Popen, url: str) -> int:
+    """Wait until a gunicorn answers at ``url``; its (one) worker's pid."""
+    for _ in range(200):
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
+    return int(children.stdout.split()[0])
+
+
 class RssSampler:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, rss_mb(pid), threading.Event()
@@ -206,39 +202,6 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, rss_mb(self.pid))
-
-    def floor(self, body: dict, concurrency: int, count: int) -> dict:
-        """CPU per request of bench/bare_relay.py — the same stack with nothing
-        of the gateway's work — run like the gateway (one gevent worker on
-        core 0), with the body the gateway would send upstream."""
-        port = free_port()
-        env = dict(os.environ, VLLM_URL=f"http://127.0.0.1:{self.backend_port}")
-        proc = subprocess.Popen(
-            [*pinned(0), sys.executable, "-m", "gunicorn", "-c", os.devnull, "-k", "gevent", "-w", "1",
-             "--worker-connections", "2000", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT / "bench"),
-             "bare_relay:app"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(200):
-                try:
-                    requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
-            worker = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                        text=True).stdout.split()[0])  # fmt: skip
-            path = "/v1/chat/completions"
-            self.load(port, path, body, min(concurrency, 8), 40)  # warm up
-            cpu0 = cpu_seconds(worker)
-            self.load(port, path, body, concurrency, count)
-            return {
-                "concurrency": concurrency,
-                "cpu_ms_per_request": 1000 * (cpu_seconds(worker) - cpu0) / count,
-            }
-        finally:
-            proc.terminate()
-            proc.wait(20)
 
     def stop(self) -> None:
         self._stop.set()
