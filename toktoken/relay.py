@@ -121,9 +121,15 @@ def _pump_greenlet(
     gevent.spawn(_read_all, upstream, items.put)
     tick = min(1.0, ping_interval)
     slack = tick / 4
-    timer = gevent.get_hub().loop.timer(tick, tick)
-    timer.start(items.put, _TICK)
     last_data = last_sent = time.monotonic()
+    seen = [last_data]  # when the last batch came, for the timer
+
+    def on_tick() -> None:
+        if time.monotonic() - seen[0] + slack >= tick:  # no wake-up while data flows
+            items.put(_TICK)
+
+    timer = gevent.get_hub().loop.timer(tick, tick)
+    timer.start(on_tick)
     try:
         while True:
             item = items.get()
@@ -150,7 +156,7 @@ def _pump_greenlet(
                 item = items.get()
                 if item is not _TICK:
                     batch.append(item)
-            last_data = last_sent = time.monotonic()
+            last_data = last_sent = seen[0] = time.monotonic()
             yield batch
             if _is_last(item):
                 return
