@@ -100,10 +100,7 @@ class UpstreamStream:
                 return
             raise self.backend.connection_error(exc) from None
         except (requests.exceptions.Timeout, ReadTimeoutError, TimeoutError) as exc:
-            raise BackendTimeout(
-                f"backend {self.backend.url} went silent for more than "
-                f"{self.backend.read_timeout:g}s mid-stream"
-            ) from exc
+            raise self.backend.silence_error() from exc
         except Exception as exc:  # urllib3 protocol errors: a cut connection
             if self._closed:
                 return
@@ -280,9 +277,7 @@ class BackendClient:
         try:
             return response.raw.read(decode_content=True)
         except (ReadTimeoutError, TimeoutError):
-            raise BackendTimeout(
-                f"backend {self.url} did not answer within {self.read_timeout:g}s"
-            ) from None
+            raise self.read_timeout_error() from None
         except (HTTPError, OSError) as exc:  # a connection cut mid-body, a bad encoding
             raise self.connection_error(exc) from None
 
@@ -336,15 +331,22 @@ class BackendClient:
                 f"backend {self.url} did not accept a connection within {self.connect_timeout:g}s"
             ) from None
         except requests.exceptions.ReadTimeout:
-            raise BackendTimeout(
-                f"backend {self.url} did not answer within {self.read_timeout:g}s"
-            ) from None
+            raise self.read_timeout_error() from None
         except requests.exceptions.ConnectionError as exc:
             raise self.connection_error(exc) from None
         except requests.RequestException as exc:
             raise BackendUnavailable(f"backend {self.url} failed: {type(exc).__name__}") from None
 
     # Errors -------------------------------------------------------------------
+
+    def read_timeout_error(self) -> BackendTimeout:
+        return BackendTimeout(f"backend {self.url} did not answer within {self.read_timeout:g}s")
+
+    def silence_error(self) -> BackendTimeout:
+        """A stream that stopped sending for longer than the read timeout."""
+        return BackendTimeout(
+            f"backend {self.url} went silent for more than {self.read_timeout:g}s mid-stream"
+        )
 
     def connection_error(self, exc: Exception) -> GatewayError:
         text = str(exc)

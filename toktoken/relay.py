@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 
 from . import sse
 from .backends import UpstreamStream
-from .errors import BackendTimeout, BackendUnavailable, GatewayError
+from .errors import BackendUnavailable, GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,7 @@ def _pump_greenlet(
                 if client_gone():
                     raise ClientGone()
                 if silent >= read_timeout:
-                    yield [BackendTimeout(
-                        f"backend {upstream.backend.url} went silent for more than "
-                        f"{read_timeout:g}s mid-stream"
-                    )]  # fmt: skip
+                    yield [upstream.backend.silence_error()]
                     return
                 if time.monotonic() - last_sent + slack >= ping_interval:
                     last_sent = time.monotonic()
