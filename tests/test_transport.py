@@ -180,3 +180,12 @@ def test_body_cut_short_is_a_clean_backend_error(server):
     client = client_for(server)
     with pytest.raises(BackendUnavailable, match="unreachable"):
         client.post_json("/v1/chat/completions", {"n": 1})
+
+
+@pytest.mark.parametrize("server", [False], indirect=True)
+def test_request_with_an_empty_body_still_sends_its_headers(server):
+    """The header block is held back to go out with the body; with no body
+    bytes at all it must still be sent (else the request would hang)."""
+    client = client_for(server)
+    assert client.post_json("/v1/chat/completions", b"") == {"ok": True}
+    assert b"content-length: 0" in server.requests[0].lower()
