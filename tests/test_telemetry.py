@@ -343,3 +343,33 @@ def test_postgres_ledger_shared_by_two_instances(backend, tmp_path, postgres_url
         "/v1/messages": 20,
         "/v1/chat/completions": 20,
     }
+
+
+def test_postgres_schema_created_by_many_starters_at_once(postgres_url):
+    """Every worker of every instance creates the schema at start-up; on a
+    fresh database they race, and PostgreSQL's CREATE ... IF NOT EXISTS is not
+    safe against that (a unique violation in pg_class kills the worker)."""
+    import threading
+
+    import psycopg
+
+    from toktoken.telemetry.store import PostgresStore
+
+    for _ in range(5):
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("DROP TABLE IF EXISTS usage")
+        barrier, errors = threading.Barrier(12), []
+
+        def start(barrier, errors):
+            barrier.wait()
+            try:
+                PostgresStore(postgres_url)
+            except Exception as exc:  # noqa: BLE001 - the test reports any failure
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(barrier, errors)) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []

@@ -162,6 +162,10 @@ class SQLiteStore(_Store):
             raise
 
 
+# Advisory lock id for creating the schema (any constant of our own).
+_SCHEMA_LOCK = 0x746F6B746F6B656E  # "toktoken"
+
+
 class PostgresStore(_Store):
     mark = "%s"
 
@@ -173,7 +177,12 @@ class PostgresStore(_Store):
         self._local = threading.local()
         schema = SCHEMA.replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY").replace(
             "ts REAL", "ts DOUBLE PRECISION").replace("REAL", "DOUBLE PRECISION")  # fmt: skip
-        with self._psycopg.connect(url, autocommit=True) as db:
+        with self._psycopg.connect(url, autocommit=True) as db, db.transaction():
+            # Every worker of every instance runs this at start-up, and
+            # CREATE ... IF NOT EXISTS is not safe against a concurrent twin
+            # (a unique violation in pg_class): one at a time, by a lock that
+            # ends with the transaction.
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in filter(str.strip, schema.split(";")):
                 db.execute(statement)
 
