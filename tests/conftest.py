@@ -50,9 +50,9 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited: {self.log()}")
             try:
-                requests.head(self.url + "/", timeout=0.5)
+                requests.head(self.url + "/", timeout=2)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a busy machine
                 time.sleep(0.1)
         raise RuntimeError(f"gateway did not start: {self.log()}")
 
