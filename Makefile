@@ -49,9 +49,10 @@ test-fast: $(VENV)/.installed-dev claude-code
 demo: $(VENV)/.installed
 	bash deploy/local-model/demo.sh
 
-## bench: the gateway's overhead against a fast fake backend (see docs/performance.md)
+## bench: the gateway's overhead against a fast fake backend (see docs/performance.md);
+##        BASELINE=REV also measures the gateway as of git revision REV, beside it
 bench: $(VENV)/.installed-dev
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(if $(BASELINE),--baseline $(BASELINE))
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -5,12 +5,19 @@ to core 0; the fake backend and the load generator share core 1. Every
 workload runs twice in the same session — directly against the backend and
 through the gateway — and is reported as a difference or a ratio, plus the
 worker's own CPU time from /proc, which is stable on a noisy machine.
+
+``--baseline REV`` (``make bench BASELINE=REV``) also runs the gateway as it
+was at git revision REV (a temporary worktree), workload by workload beside
+the current one in the same session, and reports the current CPU per
+request as a ratio of the baseline's: the way to show a change is not slower.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -86,23 +93,33 @@ def big_body() -> dict:
 
 
 class Bench:
+    ROUNDS = 3  # per workload, when there is a baseline
+
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="toktoken-bench-"))
-        self.backend_port, self.gateway_port = free_port(), free_port()
+        self.backend_port = free_port()
         self.procs: list[subprocess.Popen] = []
+        self.baseline: tuple[int, int] | None = None  # (port, worker pid)
 
-    def start(self) -> None:
+    def start(self, baseline_root: Path | None = None) -> None:
         self.procs.append(subprocess.Popen(
             [*pinned(1), sys.executable, str(ROOT / "bench/fake_backend.py"), str(self.backend_port)]))  # fmt: skip
-        env = dict(os.environ, PORT=str(self.gateway_port), HOST="127.0.0.1", WORKERS="1", API_KEY=KEY,
+        self.gateway_port, self.worker = self.start_gateway(ROOT, "gateway")
+        if baseline_root is not None:
+            self.baseline = self.start_gateway(baseline_root, "baseline")
+
+    def start_gateway(self, root: Path, name: str) -> tuple[int, int]:
+        """A gateway served from the tree at ``root``: (port, worker pid)."""
+        port = free_port()
+        env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WORKERS="1", API_KEY=KEY,
                    VLLM_URL=f"http://127.0.0.1:{self.backend_port}", VLLM_MODEL="bench", VLLM_KIND="openai",
                    WORKER_CONNECTIONS="2000")  # fmt: skip
-        self.gateway = subprocess.Popen(
+        proc = subprocess.Popen(
             [*pinned(0), sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=open(self.tmp / "gateway.log", "wb"), stderr=subprocess.STDOUT,
+            cwd=root, env=env, stdout=open(self.tmp / f"{name}.log", "wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self.procs.append(self.gateway)
-        self.worker = worker_when_up(self.gateway, f"http://127.0.0.1:{self.gateway_port}/health")
+        self.procs.append(proc)
+        return port, worker_when_up(proc, f"http://127.0.0.1:{port}/health")
 
     def floor(self, body: dict, concurrency: int, count: int) -> dict:
         """CPU per request of bench/bare_relay.py — the same stack with nothing
@@ -164,11 +181,26 @@ class Bench:
         direct = self.load(
             self.backend_port, "/v1/chat/completions", direct_body, concurrency, count
         )
-        cpu0, rss0 = cpu_seconds(self.worker), rss_mb(self.worker)
-        sampler = RssSampler(self.worker)
-        via = self.load(self.gateway_port, path, body, concurrency, count, headers)
-        sampler.stop()
-        cpu = cpu_seconds(self.worker) - cpu0
+
+        def run(port: int, worker: int):
+            cpu0 = cpu_seconds(worker)
+            sampler = RssSampler(worker)
+            result = self.load(port, path, body, concurrency, count, headers)
+            sampler.stop()
+            return result, (cpu_seconds(worker) - cpu0), sampler.peak
+
+        rss0 = rss_mb(self.worker)
+        via, cpu, peak = run(self.gateway_port, self.worker)
+        baseline_cpu = None
+        if self.baseline is not None:
+            # Interleaved rounds (baseline, current, baseline, current, ...)
+            # and the median of each: a noisy neighbour slows both alike.
+            self.load(self.baseline[0], path, body, min(concurrency, 8), 40, headers)
+            base_runs, runs = [], [cpu]
+            for _ in range(self.ROUNDS):
+                base_runs.append(run(*self.baseline)[1])
+                runs.append(run(self.gateway_port, self.worker)[1])
+            baseline_cpu, cpu = statistics.median(base_runs), statistics.median(runs)
         return {
             "name": name, "concurrency": concurrency, "requests": count,
             "direct_p50_ms": 1000 * statistics.median(direct["total"]),
@@ -177,17 +209,18 @@ class Bench:
             "ttfb_p50_ms": 1000 * statistics.median(via["ttfb"]),
             "ttfb_p99_ms": 1000 * quantile(via["ttfb"], 0.99),
             "cpu_ms_per_request": 1000 * cpu / count,
-            "rss_mb_before": rss0, "rss_mb_peak": sampler.peak,
+            "baseline_cpu_ms_per_request": None if baseline_cpu is None else 1000 * baseline_cpu / count,
+            "rss_mb_before": rss0, "rss_mb_peak": peak,
         }  # fmt: skip
 
 
 def worker_when_up(master: subprocess.Popen, url: str) -> int:
     """Wait until a gunicorn answers at ``url``; its (one) worker's pid."""
-    for _ in range(200):
+    for _ in range(300):
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=2)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.05)
     children = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
     return int(children.stdout.split()[0])
@@ -214,8 +247,14 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run the gateway as of git revision REV"
+    )
+    args = parser.parse_args()
     bench = Bench()
-    bench.start()
+    baseline_root = worktree(args.baseline, bench.tmp) if args.baseline else None
+    bench.start(baseline_root)
     results = []
     try:
         small, big = small_body(), big_body()
@@ -246,23 +285,42 @@ def main() -> int:
         floor = bench.floor(to_openai_request(small, "bench", stream=False), 16, 1500)
     finally:
         bench.stop()
-    report(results, floor)
+        if baseline_root is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline_root)],
+                           capture_output=True)  # fmt: skip
+            shutil.rmtree(baseline_root, ignore_errors=True)
+    report(results, floor, args.baseline)
     return 0
 
 
-def report(results: list[dict], floor: dict) -> None:
+def worktree(rev: str, tmp: Path) -> Path:
+    """The tree of ``rev`` in a temporary git worktree."""
+    path = tmp / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+                   check=True, capture_output=True)  # fmt: skip
+    return path
+
+
+def report(results: list[dict], floor: dict, baseline: str | None = None) -> None:
     print()
     print(
         "CPU/req: the gateway worker's CPU time per request (/proc); CPU/chunk: CPU/req / chunks (an upper bound)"
     )
+    if baseline:
+        print(f"vs {baseline}: CPU/req as a ratio of the gateway at {baseline}, measured beside it")
     print(
         f"{'workload':44} {'direct p50':>11} {'added p50':>10} {'wall ratio':>10} {'CPU/req':>9} {'CPU/chunk':>10}"
+        + (f" {'vs base':>8}" if baseline else "")
     )
     for r in results:
         chunks = 100 if r["name"].startswith("hold") else 50 if "stream 50" in r["name"] else 0
         per_chunk = f"{r['cpu_ms_per_request'] / chunks:.4f}" if chunks else ""
+        versus = ""
+        if r.get("baseline_cpu_ms_per_request"):
+            versus = f" {r['cpu_ms_per_request'] / r['baseline_cpu_ms_per_request']:7.3f}x"
         print(f"{r['name']:44} {r['direct_p50_ms']:9.2f}ms {r['gateway_p50_ms'] - r['direct_p50_ms']:8.2f}ms "
-              f"{r['gateway_wall_s'] / r['direct_wall_s']:9.2f}x {r['cpu_ms_per_request']:7.3f}ms {per_chunk:>10}")  # fmt: skip
+              f"{r['gateway_wall_s'] / r['direct_wall_s']:9.2f}x {r['cpu_ms_per_request']:7.3f}ms {per_chunk:>10}"
+              + versus)  # fmt: skip
     hold = results[-1]
     print()
     print(f"hold test: completion {hold['gateway_wall_s']:.2f} s through the gateway vs {hold['direct_wall_s']:.2f} s "

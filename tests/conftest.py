@@ -28,6 +28,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """Wait until ``url`` answers at all (any status). A server that is not
+    listening yet, or slow to answer its first request on a busy machine, is
+    still starting. False on timeout or when ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            requests.get(url, timeout=2)
+            return True
+        except requests.RequestException:
+            time.sleep(0.1)
+    return False
+
+
 class GatewayProcess:
     """gunicorn serving wsgi:app exactly as in production, on a free port."""
 
@@ -45,16 +61,8 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log()}")
-            try:
-                requests.head(self.url + "/", timeout=2)
-                return
-            except requests.RequestException:  # not listening yet, or a busy machine
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not start: {self.log()}")
+        if not wait_for_http(self.url + "/", 30, self.proc):
+            raise RuntimeError(f"gateway did not start: {self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

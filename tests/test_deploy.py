@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import KEY, ROOT, free_port
+from .conftest import KEY, ROOT, free_port, wait_for_http
 from .fake_backend import Pause, Sse, chunk
 
 DEPLOY = ROOT / "deploy"
@@ -73,14 +73,8 @@ class Nginx:
         self.proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
                                       "-g", "daemon off;"], stderr=subprocess.PIPE)  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.url + "/health", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        if not wait_for_http(self.url + "/health", 15, self.proc):
+            raise RuntimeError("nginx did not start")
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -215,13 +209,7 @@ def test_systemd_execstart_serves_reloads_and_stops(tmp_path, backend):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        assert wait_for_http(url + "/health", 30, proc), (tmp_path / "serve.log").read_text()
         # (an idle keep-alive connection would hold an old worker until
         # gunicorn's keepalive timeout: close it, as a finished client does)
         r = requests.post(url + "/v1/messages", headers={"x-api-key": KEY, "Connection": "close"},

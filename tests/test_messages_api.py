@@ -111,7 +111,7 @@ def test_models_in_both_shapes(gateway_factory):
 
 def test_backends_are_probed_at_startup_with_one_line(gateway):
     def lines():
-        return [x for x in gateway.log().splitlines() if "toktoken.gateway: backend default" in x]
+        return [x for x in gateway.log().splitlines() if ": backend default at " in x]
 
     deadline = time.monotonic() + 10  # the probe runs beside the worker's start-up
     while not lines() and time.monotonic() < deadline:

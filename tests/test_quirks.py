@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from toktoken.config import ConfigError, Settings
+from toktoken.config import BackendSettings, ConfigError, Settings
+from toktoken.config.model import implied_quirks
 from toktoken.convert import to_openai_request
-from toktoken.convert.quirks import apply_quirks, mistral_tool_id, quirks_for
+from toktoken.convert.quirks import apply_quirks, mistral_tool_id
 
 from .conftest import load_fixture, post
 
@@ -16,12 +17,13 @@ from .conftest import load_fixture, post
 @pytest.mark.parametrize("model", ["mistral-small-3.2", "Devstral-Small-2507", "mixtral-8x7b",
                                    "mistralai/Magistral-Small"])  # fmt: skip
 def test_mistral_family_is_detected_by_name(model):
-    assert quirks_for(model) == ("mistral",)
+    assert implied_quirks(model) == ("mistral",)
+    assert BackendSettings("b", "http://x", None, model).quirks == ("mistral",)
 
 
 def test_other_models_have_no_quirks_unless_configured():
-    assert quirks_for("qwen3-coder") == ()
-    assert quirks_for("my-finetune", ("mistral",)) == ("mistral",)
+    assert implied_quirks("qwen3-coder") == ()
+    assert implied_quirks("my-finetune", ("mistral",)) == ("mistral",)
     assert Settings.from_env({"VLLM_QUIRKS": "mistral"}).backend.quirks == ("mistral",)
     with pytest.raises(ConfigError, match="VLLM_QUIRKS"):
         Settings.from_env({"VLLM_QUIRKS": "gemma"})

@@ -13,6 +13,7 @@ import pytest
 
 from toktoken.backends import BackendClient
 from toktoken.config import BackendSettings
+from toktoken.convert import completion_as_chunks
 from toktoken.errors import BackendUnavailable
 
 REPLY = json.dumps({"ok": True}).encode()
@@ -108,7 +109,7 @@ def client_for(server: RawServer) -> BackendClient:
 def test_keep_alive_connection_is_reused(server):
     client = client_for(server)
     for _ in range(5):
-        assert client.post_json("/v1/chat/completions", {"n": 1}) == {"ok": True}
+        assert client.post("/v1/chat/completions", {"n": 1}) == {"ok": True}
     assert server.connections == 1
 
 
@@ -119,7 +120,7 @@ def test_connection_the_backend_hung_up_is_not_reused(server):
     must notice the hang-up first."""
     client = client_for(server)
     for _ in range(4):
-        assert client.post_json("/v1/chat/completions", {"n": 1}) == {"ok": True}
+        assert client.post("/v1/chat/completions", {"n": 1}) == {"ok": True}
         time.sleep(0.05)  # let the server's close arrive
     assert server.connections == 4
 
@@ -127,8 +128,8 @@ def test_connection_the_backend_hung_up_is_not_reused(server):
 @pytest.mark.parametrize("server", [False], indirect=True)
 def test_backend_cookies_are_never_sent_back(server):
     client = client_for(server)
-    client.post_json("/v1/chat/completions", {"n": 1})
-    client.post_json("/v1/chat/completions", {"n": 2})
+    client.post("/v1/chat/completions", {"n": 1})
+    client.post("/v1/chat/completions", {"n": 2})
     assert len(server.requests) == 2
     assert b"cookie:" not in server.requests[1].lower()
     assert not client.session.cookies
@@ -137,9 +138,9 @@ def test_backend_cookies_are_never_sent_back(server):
 @pytest.mark.parametrize("server", [False], indirect=True)
 def test_requests_work_after_the_adapter_is_closed(server):
     client = client_for(server)
-    client.post_json("/v1/chat/completions", {"n": 1})
+    client.post("/v1/chat/completions", {"n": 1})
     client.adapter.close()
-    assert client.post_json("/v1/chat/completions", {"n": 2}) == {"ok": True}
+    assert client.post("/v1/chat/completions", {"n": 2}) == {"ok": True}
     assert server.connections == 2
 
 
@@ -147,7 +148,9 @@ def test_requests_work_after_the_adapter_is_closed(server):
 def test_streamed_response_releases_its_connection(server):
     client = client_for(server)
     for _ in range(3):
-        upstream = client.open_stream("/v1/chat/completions", {"stream": True})
+        upstream = client.open_stream(
+            "/v1/chat/completions", {"stream": True}, json_as_events=completion_as_chunks
+        )
         assert list(upstream) == [{"choices": [], "usage": None}]  # JSON replayed as a chunk
         upstream.close()
     assert len(server.requests) == 3
@@ -179,7 +182,7 @@ def test_stream_that_never_ends_after_done_is_closed_promptly(server):
 def test_body_cut_short_is_a_clean_backend_error(server):
     client = client_for(server)
     with pytest.raises(BackendUnavailable, match="unreachable"):
-        client.post_json("/v1/chat/completions", {"n": 1})
+        client.post("/v1/chat/completions", {"n": 1})
 
 
 @pytest.mark.parametrize("server", [False], indirect=True)
@@ -187,5 +190,5 @@ def test_request_with_an_empty_body_still_sends_its_headers(server):
     """The header block is held back to go out with the body; with no body
     bytes at all it must still be sent (else the request would hang)."""
     client = client_for(server)
-    assert client.post_json("/v1/chat/completions", b"") == {"ok": True}
+    assert client.post("/v1/chat/completions", b"") == {"ok": True}
     assert b"content-length: 0" in server.requests[0].lower()

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
 
 
 def check(settings: Settings) -> int:
-    from .gateway import Gateway
+    from .backends import Backends
     from .logs import setup_logging
 
     setup_logging(settings.logging_level)
@@ -47,7 +47,7 @@ def check(settings: Settings) -> int:
         print("WARNING: the default API_KEY is in use on a non-loopback HOST")
     print("\nBackends:")
     ok = True
-    for health in Gateway(settings).probe_all():
+    for health in Backends(settings).probe_all():
         if health.reachable:
             models = ", ".join(health.models or []) or "-"
             note = f" ({health.detail})" if health.detail else ""

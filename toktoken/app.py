@@ -17,6 +17,7 @@ from .errors import (
     ApiError,
     GatewayError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     RequestTooLarge,
 )
@@ -60,20 +61,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(models.bp)
 
     @app.before_request
-    def authenticate():
+    def open_record():
+        """One usage record and one log line per API request, however it ends
+        (a wrong key included)."""
         g.request_id = request_id = random_id("req_")
         req = request._get_current_object()  # one context lookup, not one per attribute
-        endpoint = req.endpoint
+        if req.endpoint in USAGE_ENDPOINTS:
+            g.record = RequestRecord(request_id, req.path, recorder=gateway.recorder)
+            g.record.key_fp = key_fingerprint(presented_key(req.headers))
+
+    @app.before_request
+    def authenticate():
+        endpoint = request.endpoint
         if endpoint is None:
             return None  # unknown route: 404 below, no need to leak that a key is wrong
         if endpoint in ops.PUBLIC_ENDPOINTS or endpoint.startswith("dashboard."):
             return None  # the dashboard authenticates browsers itself
-        headers = req.headers
-        if endpoint in USAGE_ENDPOINTS:
-            # One usage record and one log line per API request, however it ends.
-            g.usage = RequestRecord(request_id, req.path, recorder=gateway.recorder)
-            g.usage.key_fp = key_fingerprint(presented_key(headers))
-        check_key(headers, settings.api_keys)
+        check_key(request.headers, settings.api_keys)
         return None
 
     @app.after_request
@@ -94,11 +98,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                 f"request body exceeds the limit of {settings.max_request_bytes} bytes"
             )
         elif exc.code == 405:
-            err = InvalidRequest(f"method {request.method} is not allowed on {request.path}")
-            err.status = 405
+            err = MethodNotAllowed(f"method {request.method} is not allowed on {request.path}")
         else:
-            err = InvalidRequest(exc.description or exc.name)
-            err.status = exc.code or 400
+            err = InvalidRequest(exc.description or exc.name, status=exc.code or 400)
         return _error_response(err)
 
     @app.errorhandler(Exception)
@@ -151,9 +153,9 @@ def _error_response(err: GatewayError):
         log.warning(
             "%s %s -> %s %s: %s", request.method, request.path, err.status, err.type, err.message
         )
-    draft = getattr(g, "usage", None)
-    if draft is not None:
-        draft.finish(status=status, error_type=err.type)
+    record = getattr(g, "record", None)
+    if record is not None:
+        record.finish(status=status, error_type=err.type)
     response = jsonify(body)
     response.status_code = status
     response.headers.update(err.headers())

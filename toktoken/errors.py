@@ -81,10 +81,8 @@ class AuthenticationFailed(GatewayError):
     openai_type = "invalid_request_error"
 
 
-class PermissionDenied(GatewayError):
-    status = 403
-    type = "permission_error"
-    openai_type = "invalid_request_error"
+class MethodNotAllowed(InvalidRequest):
+    status = 405
 
 
 class NotFound(GatewayError):
@@ -127,3 +125,28 @@ class Overloaded(GatewayError):
     type = "overloaded_error"
     openai_type = "server_error"
     retryable = True
+
+
+# An error a backend reports inside a 200 stream names its Anthropic type
+# (an Anthropic-native backend), or only says what happened (vLLM, OpenAI).
+_KNOWN = (InvalidRequest, AuthenticationFailed, NotFound, RequestTooLarge, RateLimited, Overloaded)
+_BY_TYPE = {cls.type: cls for cls in _KNOWN}
+
+
+def stream_error(err) -> GatewayError:
+    """The GatewayError for an error object a backend sent mid-stream
+    (``{"error": {...}}`` in either dialect, or a bare string). Capacity
+    problems (vLLM's "server overloaded", a 503/529 code, no KV-cache room)
+    become overloaded_error, which clients retry later; a known Anthropic
+    type keeps its class; anything else is api_error."""
+    if isinstance(err, dict):
+        message = str(err.get("message") or err)
+        code, kind = err.get("code"), str(err.get("type") or "")
+    else:
+        message, code, kind = str(err), None, ""
+    text = f"{kind} {message}".lower()
+    if code in (503, 529, "503", "529") or any(w in text for w in ("overload", "capacity")):
+        return Overloaded(f"the backend is overloaded: {message}")
+    if kind in _BY_TYPE:
+        return _BY_TYPE[kind](f"the backend failed mid-stream: {message}")
+    return ApiError(f"the backend failed mid-stream: {message}")

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator
 
 from . import sse
 from .backends import UpstreamStream
-from .errors import BackendUnavailable, GatewayError
+from .convert import Phase, StreamMachine
+from .errors import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ def _read_all(upstream: UpstreamStream, put: Callable[[object], None]) -> None:
         put(_END)
     except GatewayError as exc:
         put(exc)
-    except Exception as exc:  # never let the reader die silently
+    except Exception as exc:  # a bug below us: never let the reader die silently
         log.exception("upstream reader failed")
-        put(BackendUnavailable(f"backend stream failed: {type(exc).__name__}"))
+        put(upstream.failure(exc))
 
 
 def _is_last(item: object) -> bool:
@@ -116,7 +117,7 @@ def _pump_greenlet(
     from gevent.queue import SimpleQueue
 
     items: SimpleQueue = SimpleQueue()
-    read_timeout = upstream.backend.read_timeout
+    read_timeout = upstream.read_timeout
     upstream.clear_read_timeout()  # enforced below, from the ticks
     gevent.spawn(_read_all, upstream, items.put)
     tick = min(1.0, ping_interval)
@@ -142,7 +143,7 @@ def _pump_greenlet(
                 if client_gone():
                     raise ClientGone()
                 if silent >= read_timeout:
-                    yield [upstream.backend.silence_error()]
+                    yield [upstream.silence_error()]
                     return
                 if time.monotonic() - last_sent + slack >= ping_interval:
                     last_sent = time.monotonic()
@@ -196,7 +197,7 @@ def _pump_thread(
 
 def relay(
     upstream: UpstreamStream,
-    machine,
+    machine: StreamMachine,
     *,
     encode: Callable[[list], bytes],
     ping: bytes,
@@ -205,8 +206,8 @@ def relay(
     client_gone: Callable[[], bool],
     on_done: Callable[..., None],
 ) -> Iterator[bytes]:
-    """Generate the client's SSE bytes from a sans-I/O stream machine
-    (start/feed/finish/fail). ``done`` is written after a clean end (OpenAI's
+    """Generate the client's SSE bytes from a sans-I/O StreamMachine
+    (convert/protocol.py). ``done`` is written after a clean end (OpenAI's
     ``[DONE]``). ``on_done(outcome, first_output_at, error_type)`` runs
     exactly once however the stream ends; outcome is "ok", "error", or
     "client_gone"; first_output_at is when the first upstream output was
@@ -226,7 +227,7 @@ def relay(
             for item in batch:
                 if item is _END:
                     events = machine.finish()
-                    outcome = "ok" if machine.phase == "finished" else "error"
+                    outcome = "ok" if machine.phase is Phase.FINISHED else "error"
                     if first_output_at is None and outcome == "ok":
                         first_output_at = time.monotonic()
                     out.append(encode(events) + (done if outcome == "ok" else b""))
@@ -239,13 +240,13 @@ def relay(
                         if first_output_at is None:
                             first_output_at = time.monotonic()
                         out.append(encode(events))
-                    if machine.phase == "failed":
+                    if machine.phase is Phase.FAILED:
                         outcome = "error"
                         break
             data = b"".join(out)
             if data:
                 yield data
-            if machine.phase == "failed":
+            if machine.phase is Phase.FAILED:
                 return
     except ClientGone:
         pass
@@ -258,11 +259,11 @@ def relay(
             on_done(outcome, first_output_at, error_type)
 
 
-def relay_anthropic(upstream: UpstreamStream, machine, **kwargs) -> Iterator[bytes]:
+def relay_anthropic(upstream: UpstreamStream, machine: StreamMachine, **kwargs) -> Iterator[bytes]:
     return relay(upstream, machine, encode=sse.encode, ping=sse.PING, **kwargs)
 
 
-def relay_openai(upstream: UpstreamStream, machine, **kwargs) -> Iterator[bytes]:
+def relay_openai(upstream: UpstreamStream, machine: StreamMachine, **kwargs) -> Iterator[bytes]:
     return relay(
         upstream,
         machine,

@@ -14,16 +14,17 @@ from __future__ import annotations
 import logging
 from fnmatch import fnmatchcase
 
-from .backends import BackendClient
+from .backends import BackendClient, Backends
 from .config import Route
 
 log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, routes: tuple[Route, ...], clients: dict[str, BackendClient], default: str):
-        self.routes = [(r.pattern.lower(), clients[r.backend]) for r in routes]
-        self.default = clients[default]
+    def __init__(self, routes: tuple[Route, ...], backends: Backends):
+        self.routes = [(r.pattern.lower(), backends.clients[r.backend]) for r in routes]
+        self.default = backends.default
+        self.vision = backends.vision
 
     def for_model(self, model: str) -> BackendClient:
         name = model.lower()
@@ -33,12 +34,10 @@ class Router:
                 return client
         return self.default
 
-    def choose(
-        self, model: str, *, has_images: bool, vision: BackendClient | None
-    ) -> BackendClient:
-        if has_images and vision is not None:
-            log.debug("request for %r carries images -> vision backend %s", model, vision.name)
-            return vision
+    def choose(self, model: str, *, has_images: bool) -> BackendClient:
+        if has_images and self.vision is not None:
+            log.debug("request for %r carries images -> vision backend %s", model, self.vision.name)
+            return self.vision
         backend = self.for_model(model)
         if has_images:
             log.debug("request for %r carries images, no vision backend -> %s", model, backend.name)

@@ -1,5 +1,5 @@
 """Server-sent events on the way out. (Upstream SSE is parsed with sseclient-py
-in backends.py.)"""
+in backends/stream.py.)"""
 
 from __future__ import annotations
 

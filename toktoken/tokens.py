@@ -1,7 +1,7 @@
-"""Prompt token counts and fitting max_tokens into the context window.
+"""Prompt token counts, and fitting max_tokens into the context window.
 
-Counts are exact where the backend can tokenize (capabilities.py says how),
-else estimated. Exact counts are cached by content: Claude Code sends 25
+Counts are exact where the backend can tokenize (backends/capabilities.py
+says how, backends/tokenize.py asks), else estimated. Exact counts are cached by content: Claude Code sends 25
 count_tokens requests at once and repeats the same prefix on every turn.
 Identical requests in flight at the same time share one backend call.
 """
@@ -16,8 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import jsonio
-from .backends import BackendClient
-from .capabilities import Capabilities
+from .backends import BackendClient, Capabilities
+from .backends.tokenize import count_prompt_tokens
 from .convert.common import estimate_tokens
 from .errors import GatewayError, PromptTooLong
 
@@ -73,7 +73,7 @@ class TokenCounter:
                     break
             waiting.wait(timeout=30)  # another request is counting the same prompt
         try:
-            tokens = client.count_prompt_tokens(caps.tokenizer, body)
+            tokens = count_prompt_tokens(client, caps.tokenizer, body)
         except GatewayError as exc:
             if isinstance(exc, PromptTooLong):
                 raise
@@ -116,7 +116,7 @@ def fit_max_tokens(
     capped at the window and the backend has the last word — a validating
     server (vLLM, TGI) answers with an overflow error that carries the exact
     numbers, and the request is refitted and retried once
-    (Gateway.refit_after_overflow); llama.cpp and Ollama stop when the window
+    (``refit_after_overflow``); llama.cpp and Ollama stop when the window
     is full, which the stop reason then says.
     """
     if context is None or prompt is None:
@@ -138,3 +138,15 @@ def needs_count(requested: int, body_bytes: int, context: int | None, margin: in
     if context is None:
         return False
     return requested + body_bytes * 1.1 + margin > context
+
+
+def refit_after_overflow(requested: int, exc: PromptTooLong, margin: int) -> int | None:
+    """The backend said the request does not fit but the prompt alone does
+    (max_tokens too large for a window we did not know): the max_tokens that
+    fits, or None when a retry cannot help."""
+    if exc.prompt_tokens is None or exc.context is None:
+        return None
+    room = exc.context - exc.prompt_tokens - margin
+    if room < 1 or requested <= room:
+        return None
+    return room

@@ -1,15 +1,23 @@
-"""HTTP blueprints: parse, authenticate, validate, call down, shape the reply."""
+"""HTTP blueprints: parse, validate, hand the request to the pipeline, shape
+the reply. One blueprint per area; each view a few lines.
+
+May import: the pipeline (through the gateway), schemas, errors, relay,
+telemetry. Never the backend client or convert/.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
-from flask import Response, request
+from flask import Response, g, jsonify, request
 from marshmallow import ValidationError
 
 from .. import jsonio
-from ..errors import InvalidRequest, PromptTooLong
-from ..relay import client_gone_check
+from ..errors import InvalidRequest
+from ..gateway import current_gateway
+from ..pipeline import ANTHROPIC, Prepared
+from ..relay import client_gone_check, relay_anthropic, relay_openai
 from ..schemas.anthropic import first_error
 from ..telemetry.metrics import ACTIVE_STREAMS
 
@@ -37,46 +45,45 @@ def validated(loader: Callable[[object], dict]) -> dict:
         raise InvalidRequest(message, param=field) from None
 
 
-def dumps(body: dict) -> bytes:
-    return jsonio.dumps(body)
-
-
-def send_fitted(gateway, call, path: str, body: dict, data: bytes | None = None):
-    """POST ``body`` (already serialised as ``data``, if given) with ``call``;
-    if the backend says only max_tokens was too large for its window, refit
-    and try once more."""
-    try:
-        return call(path, data if data is not None else dumps(body))
-    except PromptTooLong as exc:
-        if not gateway.refit_after_overflow(body, exc):
-            raise
-        return call(path, dumps(body))
-
-
-def event_stream(body) -> Response:
-    return Response(body, status=200, mimetype="text/event-stream", headers=STREAM_HEADERS)
-
-
-def streamed(relay_fn, gateway, upstream, machine, draft, usage) -> Response:
-    """A streaming response relayed by ``relay_fn`` from ``machine``. When the
-    stream ends, however it ends, the request's record is finished with
-    ``usage()`` (a dict of input_tokens, output_tokens, cache_read_tokens,
-    exact)."""
+def answer(prepared: Prepared) -> Response:
+    """Send a prepared request and answer the client: one JSON reply, or a
+    stream relayed event by event. The request's record is finished once,
+    however it ends (errors: app.py's handler)."""
+    pipeline = current_gateway().pipeline
+    record = g.record
+    record.model, record.backend = prepared.model, prepared.backend.name
+    record.backend_model, record.stream = prepared.backend.model, prepared.stream
+    if not prepared.stream:
+        body, usage = pipeline.complete(prepared)
+        record.finish(status=200, usage=usage, first_token_at=time.monotonic())
+        return jsonify(body)
+    upstream, machine = pipeline.open(prepared)
 
     def done(outcome: str, first_output_at, error_type) -> None:
         if outcome == "client_gone":
             error_type = "client_disconnected"
-        draft.finish(status=200, outcome=outcome, error_type=error_type,
-                     first_token_at=first_output_at, **usage())  # fmt: skip
+        record.finish(
+            status=200,
+            usage=machine.usage(),
+            outcome=outcome,
+            error_type=error_type,
+            first_token_at=first_output_at,
+        )
 
-    relayed = relay_fn(
+    relay = relay_anthropic if prepared.dialect == ANTHROPIC else relay_openai
+    relayed = relay(
         upstream,
         machine,
-        ping_interval=gateway.settings.ping_interval,
+        ping_interval=current_gateway().settings.ping_interval,
         client_gone=client_gone_check(request.environ),
         on_done=done,
     )
-    return event_stream(_counted(relayed, draft.route))
+    return Response(
+        _counted(relayed, record.route),
+        status=200,
+        mimetype="text/event-stream",
+        headers=STREAM_HEADERS,
+    )
 
 
 def _counted(stream, route: str):

@@ -85,7 +85,7 @@ def dashboard():
     store = gateway.recorder.store if gateway.recorder else None
     if gateway.recorder:
         gateway.recorder.flush()  # show this worker's latest records too
-    return _html(render(collect(store, gateway.health())))
+    return _html(render(collect(store, gateway.backends.health())))
 
 
 @bp.get("/dashboard/login")
@@ -103,9 +103,14 @@ def login():
     expires = int(time.time()) + SESSION_SECONDS
     response = redirect("/dashboard", code=303)
     response.set_cookie(
-        COOKIE, _sign(keys, key_fingerprint(key), expires), max_age=SESSION_SECONDS, path="/dashboard",
-        httponly=True, samesite="Strict", secure=request.headers.get("X-Forwarded-Proto") == "https",
-    )  # fmt: skip
+        COOKIE,
+        _sign(keys, key_fingerprint(key), expires),
+        max_age=SESSION_SECONDS,
+        path="/dashboard",
+        httponly=True,
+        samesite="Strict",
+        secure=request.headers.get("X-Forwarded-Proto") == "https",
+    )
     return response
 
 

@@ -19,9 +19,10 @@ def list_models():
     ids: list[str] = []
     # Route names first, then each backend's configured model, then what the
     # backends themselves report serving.
-    candidates = gateway.router.model_names() + [b.model for b in gateway.backends]
-    for backend in gateway.backends:
-        candidates += list(gateway.caps(backend).models)
+    backends = gateway.backends
+    candidates = gateway.router.model_names() + [b.model for b in backends.all]
+    for backend in backends.all:
+        candidates += list(backends.caps(backend).models)
     for model_id in candidates:
         if model_id not in ids:
             ids.append(model_id)

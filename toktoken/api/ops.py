@@ -20,23 +20,22 @@ def root():
 @bp.get("/health")
 def health():
     """The process is alive (200) and how each backend looks right now."""
-    gateway = current_gateway()
-    probes = gateway.health()
+    backends = current_gateway().backends
+    probes = backends.health()
     status = "ok" if all(p.reachable for p in probes) else "degraded"
-    backends = []
-    for backend, probe in zip(gateway.backends, probes, strict=True):
+    entries = []
+    for backend, probe in zip(backends.all, probes, strict=True):
         entry = probe.as_dict()
         if probe.reachable:
-            entry["capabilities"] = gateway.caps(backend).as_dict()
-        backends.append(entry)
-    return jsonify({"status": status, "backends": backends})
+            entry["capabilities"] = backends.caps(backend).as_dict()
+        entries.append(entry)
+    return jsonify({"status": status, "backends": entries})
 
 
 @bp.get("/health/ready")
 def ready():
     """503 while the default backend cannot be reached: take us out of rotation."""
-    gateway = current_gateway()
-    probe = gateway.health()[0]  # the default backend comes first
+    probe = current_gateway().backends.health()[0]  # the default backend comes first
     body = {"ready": probe.reachable, "backend": probe.as_dict()}
     return jsonify(body), (200 if probe.reachable else 503)
 

@@ -21,8 +21,12 @@ def stats():
     second (TELEMETRY_FLUSH_INTERVAL), so the last second may be missing."""
     gateway = current_gateway()
     if gateway.recorder is None:
-        return jsonify({"telemetry": False,
-                        "message": "telemetry is disabled: set TELEMETRY_ENABLED=true to record usage"})  # fmt: skip
+        return jsonify(
+            {
+                "telemetry": False,
+                "message": "telemetry is disabled: set TELEMETRY_ENABLED=true to record usage",
+            }
+        )
     since = _time_param("since")
     until = _time_param("until")
     group_by = request.args.get("group_by") or None
@@ -32,8 +36,15 @@ def stats():
     if group_by in ("hour", "day"):
         for row in result.get("groups", []):
             row["key"] = _iso(row["key"])
-    return jsonify({"telemetry": True, "since": _iso(since), "until": _iso(until),
-                    "group_by": group_by, **result})  # fmt: skip
+    return jsonify(
+        {
+            "telemetry": True,
+            "since": _iso(since),
+            "until": _iso(until),
+            "group_by": group_by,
+            **result,
+        }
+    )
 
 
 def _time_param(name: str) -> float | None:

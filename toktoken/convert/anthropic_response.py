@@ -7,6 +7,7 @@ import json
 import time
 
 from .common import random_id
+from .protocol import Usage
 
 FINISH_FOR_STOP = {
     "end_turn": "stop",
@@ -19,20 +20,6 @@ FINISH_FOR_STOP = {
 }
 
 
-def openai_usage(usage: dict) -> dict:
-    cached = usage.get("cache_read_input_tokens") or 0
-    prompt = (
-        (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
-    )
-    completion = usage.get("output_tokens") or 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
-
-
 def to_openai_completion(message: dict, requested_model: str) -> dict:
     texts, reasoning, calls = [], [], []
     for block in message.get("content") or []:
@@ -42,9 +29,9 @@ def to_openai_completion(message: dict, requested_model: str) -> dict:
         elif kind == "thinking":
             reasoning.append(block.get("thinking", ""))
         elif kind == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"),
-                                       "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False)}})  # fmt: skip
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            function = {"name": block.get("name"), "arguments": arguments}
+            calls.append({"id": block.get("id"), "type": "function", "function": function})
     out_message: dict = {
         "role": "assistant",
         "content": "".join(texts) if texts or not calls else None,
@@ -53,17 +40,12 @@ def to_openai_completion(message: dict, requested_model: str) -> dict:
         out_message["reasoning_content"] = "".join(reasoning)
     if calls:
         out_message["tool_calls"] = calls
+    finish_reason = FINISH_FOR_STOP.get(message.get("stop_reason"), "stop")
     return {
         "id": random_id("chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": requested_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "finish_reason": FINISH_FOR_STOP.get(message.get("stop_reason"), "stop"),
-            }
-        ],  # fmt: skip
-        "usage": openai_usage(message.get("usage") or {}),
+        "choices": [{"index": 0, "message": out_message, "finish_reason": finish_reason}],
+        "usage": Usage.from_anthropic(message.get("usage")).openai(),
     }

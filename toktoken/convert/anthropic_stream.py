@@ -25,7 +25,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from ..errors import ApiError, GatewayError, Overloaded
+from ..errors import ApiError, GatewayError, stream_error
 from .common import (
     THINKING_SIGNATURE,
     estimate_tokens,
@@ -33,8 +33,8 @@ from .common import (
     new_message_id,
     new_tool_use_id,
     stop_reason,
-    usage_from_openai,
 )
+from .protocol import Phase, Usage
 from .thinking import ThinkTagSplitter
 from .tool_json import JsonPrefix, parse_arguments
 
@@ -57,6 +57,8 @@ class _ToolCall:
 
 
 class StreamTranslator:
+    """OpenAI chunks -> Anthropic events (a StreamMachine, see protocol.py)."""
+
     def __init__(
         self,
         model: str,
@@ -69,7 +71,7 @@ class StreamTranslator:
         self.max_tokens = max_tokens
         self.message_id = message_id or new_message_id()
         self.input_tokens_estimate = input_tokens
-        self.phase = "new"  # new -> streaming -> finished | failed
+        self.phase = Phase.NEW
         self._next_index = 0
         self._open: tuple[str, int, _ToolCall | None] | None = None  # (kind, index, tool)
         self._tools: dict[int, _ToolCall] = {}
@@ -86,9 +88,9 @@ class StreamTranslator:
 
     def start(self) -> list[Event]:
         """message_start: send as soon as the upstream accepted the request."""
-        if self.phase != "new":
+        if self.phase is not Phase.NEW:
             return []
-        self.phase = "streaming"
+        self.phase = Phase.STREAMING
         message = {
             "id": self.message_id,
             "type": "message",
@@ -97,23 +99,16 @@ class StreamTranslator:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": self.input_tokens_estimate,
-                "output_tokens": 0,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
+            "usage": Usage(self.input_tokens_estimate, 0).anthropic(),
         }
         return [("message_start", {"type": "message_start", "message": message})]
 
     def feed(self, chunk: dict) -> list[Event]:
         """Translate one upstream chunk (a parsed ``data:`` payload)."""
-        if self.phase != "streaming":
+        if self.phase is not Phase.STREAMING or not isinstance(chunk, dict):
             return []
-        if not isinstance(chunk, dict):
-            return []
-        if isinstance(chunk.get("error"), (dict, str)):
-            return self.fail(_stream_error(chunk["error"]))
+        if isinstance(chunk.get("error"), dict | str):
+            return self.fail(stream_error(chunk["error"]))
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         events: list[Event] = []
@@ -145,7 +140,7 @@ class StreamTranslator:
         """The upstream stream ended. Without a finish_reason it did not
         complete (cut, or an empty 200): that is an error, never a silent
         empty success."""
-        if self.phase != "streaming":
+        if self.phase is not Phase.STREAMING:
             return []
         if self._finish_reason is None:
             if self._next_index == 0 and self._content_deltas == 0:
@@ -161,34 +156,20 @@ class StreamTranslator:
             if tool.state == "pending":
                 events += self._open_tool(tool)
                 events += self._close_open()
-        usage = usage_from_openai(self._usage)
-        if usage is None:
-            usage = {
-                "input_tokens": self.input_tokens_estimate,
-                "output_tokens": self.estimated_output_tokens(),
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            }
+        usage = self.usage()
+        filled = length_was_context(
+            self._finish_reason, usage.output_tokens, self.max_tokens, exact=usage.exact
+        )
         reason, sequence = stop_reason(
             self._finish_reason,
             self._matched_stop,
             has_tool_calls=self._tool_blocks > 0,
-            context_filled=length_was_context(
-                self._finish_reason, usage["output_tokens"], self.max_tokens,
-                exact=self.usage_is_exact,
-            ),
-        )  # fmt: skip
-        self.final_usage = usage
-        self.phase = "finished"
+            context_filled=filled,
+        )
+        self.phase = Phase.FINISHED
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
         events.append(
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": reason, "stop_sequence": sequence},
-                    "usage": usage,
-                },
-            )
+            ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage.anthropic()})
         )
         events.append(("message_stop", {"type": "message_stop"}))
         return events
@@ -196,20 +177,23 @@ class StreamTranslator:
     def fail(self, error: GatewayError) -> list[Event]:
         """Close whatever block is open (so nothing already streamed is lost)
         and end the stream with an ``error`` event."""
-        if self.phase in ("finished", "failed"):
+        if self.phase in (Phase.FINISHED, Phase.FAILED):
             return []
-        events = self.start() if self.phase == "new" else []
+        events = self.start() if self.phase is Phase.NEW else []
         for kind, text in self._tags.flush():
             events += self._text_like(kind, text)
         events += self._close_open()
-        self.phase = "failed"
-        body = {"type": "error", "error": {"type": error.type, "message": error.message}}
-        events.append(("error", body))
+        self.phase = Phase.FAILED
+        events.append(("error", error.anthropic_body()))
         return events
 
-    @property
-    def usage_is_exact(self) -> bool:
-        return self._usage is not None
+    def usage(self) -> Usage:
+        """The upstream's own figures when it sent them (vLLM, OpenAI), else
+        the prompt estimate made before sending and the output counted here."""
+        reported = Usage.from_openai(self._usage)
+        if reported is not None:
+            return reported
+        return Usage(self.input_tokens_estimate, self.estimated_output_tokens())
 
     def estimated_output_tokens(self) -> int:
         """Output tokens when the upstream reports none (llama.cpp never does).
@@ -268,8 +252,11 @@ class StreamTranslator:
         events: list[Event] = []
         if self._open is None or self._open[0] != kind:
             events += self._close_open()
-            block = {"type": "text", "text": ""} if kind == "text" else {
-                "type": "thinking", "thinking": "", "signature": ""}  # fmt: skip
+            block = (
+                {"type": "text", "text": ""}
+                if kind == "text"
+                else {"type": "thinking", "thinking": "", "signature": ""}
+            )
             events += self._begin(kind, block)
         delta_type = "text_delta" if kind == "text" else "thinking_delta"
         events.append(self._delta(self._open[1], {"type": delta_type, kind: text}))
@@ -359,19 +346,3 @@ class StreamTranslator:
                 if candidate.startswith(tool.sent):
                     return candidate[len(tool.sent) :]
         return scanner.completion()
-
-
-def _stream_error(err: dict | str) -> GatewayError:
-    """An error object sent inside the stream. Capacity problems (vLLM's
-    "server overloaded", a 503/529 code, no KV-cache room) become
-    overloaded_error, which clients retry later; anything else is api_error."""
-    if isinstance(err, dict):
-        message = str(err.get("message") or err)
-        code = err.get("code")
-        kind = str(err.get("type") or "")
-    else:
-        message, code, kind = err, None, ""
-    text = f"{kind} {message}".lower()
-    if code in (503, 529, "503", "529") or any(w in text for w in ("overload", "capacity")):
-        return Overloaded(f"the backend is overloaded: {message}")
-    return ApiError(f"the backend failed mid-stream: {message}")

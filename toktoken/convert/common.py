@@ -58,22 +58,6 @@ def stop_reason(
     return _FINISH_TO_STOP.get(finish_reason or "stop", "end_turn"), None
 
 
-def usage_from_openai(usage: dict | None) -> dict | None:
-    """OpenAI usage -> Anthropic usage; input_tokens excludes cache hits."""
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    cached = min(cached, prompt)
-    return {
-        "input_tokens": prompt - cached,
-        "output_tokens": completion,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached,
-    }
-
-
 def estimate_tokens(text_chars: int) -> int:
     """Rough token count from a character count: ~4 characters per token for
     English and code with BPE tokenizers (the usual rule of thumb)."""
@@ -89,3 +73,25 @@ def length_was_context(
     if finish_reason != "length" or not max_tokens:
         return False
     return output_tokens < (max_tokens if exact else max_tokens * 0.5)
+
+
+def completion_as_chunks(completion: dict) -> list[dict]:
+    """A whole chat completion (from a server that ignored ``stream: true``)
+    as the one stream chunk that carries all of it."""
+    chunk = {"choices": [], "usage": completion.get("usage")}
+    for choice in completion.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        message = dict(choice.get("message") or {})
+        calls = message.get("tool_calls")
+        if calls:
+            message["tool_calls"] = [dict(c, index=i) for i, c in enumerate(calls)]
+        chunk["choices"].append(
+            {
+                "index": choice.get("index", 0),
+                "delta": message,
+                "finish_reason": choice.get("finish_reason"),
+                "stop_reason": choice.get("stop_reason"),
+            }
+        )
+    return [chunk]

@@ -1,5 +1,10 @@
-"""OpenAI chat request -> Anthropic Messages request (for OpenAI clients on an
-Anthropic-native backend). Pure. The reverse of anthropic_request.py."""
+"""OpenAI chat requests, for each kind of backend. Pure.
+
+- ``for_openai_backend``: the client's request as it is, but for the model
+  name and the usage chunk we always ask for when streaming.
+- ``to_anthropic_request``: OpenAI chat request -> Anthropic Messages request
+  (an Anthropic-native backend). The reverse of anthropic_request.py.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,15 @@ log = logging.getLogger(__name__)
 
 # Anthropic requires max_tokens; OpenAI clients often omit it.
 DEFAULT_MAX_TOKENS = 4096
+
+
+def for_openai_backend(req: dict, model: str, *, stream: bool = False) -> dict:
+    body = dict(req, model=model)
+    if stream:
+        # Always asked upstream (usage is recorded); the client gets the usage
+        # chunk only if it asked for it (OpenAIPassthrough).
+        body["stream_options"] = {**(req.get("stream_options") or {}), "include_usage": True}
+    return body
 
 
 def to_anthropic_request(req: dict, model: str, *, stream: bool = False) -> dict:
@@ -30,12 +44,21 @@ def to_anthropic_request(req: dict, model: str, *, stream: bool = False) -> dict
                 log.debug("dropped assistant reasoning: it has no signature Anthropic would accept")
             for call in message.get("tool_calls") or []:
                 function = call.get("function") or {}
-                blocks.append({"type": "tool_use", "id": call.get("id") or "", "name": function.get("name", ""),
-                               "input": parse_arguments(function.get("arguments"))})  # fmt: skip
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id") or "",
+                        "name": function.get("name", ""),
+                        "input": parse_arguments(function.get("arguments")),
+                    }
+                )
             _append(messages, "assistant", blocks)
         elif role == "tool":
-            result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
-                      "content": _blocks(content) or ""}  # fmt: skip
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message.get("tool_call_id", ""),
+                "content": _blocks(content) or "",
+            }
             _append(messages, "user", [result])
         else:
             _append(messages, "user", _blocks(content))
@@ -141,8 +164,10 @@ def _image(part: dict) -> dict | None:
 
 def _tool(tool: dict) -> dict:
     function = tool["function"]
-    out = {"name": function.get("name", ""),
-           "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}  # fmt: skip
+    out = {
+        "name": function.get("name", ""),
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
     if function.get("description"):
         out["description"] = function["description"]
     return out

@@ -11,8 +11,8 @@ from .common import (
     new_message_id,
     new_tool_use_id,
     stop_reason,
-    usage_from_openai,
 )
+from .protocol import Usage
 from .thinking import split_think_tags
 from .tool_json import parse_arguments
 
@@ -63,14 +63,15 @@ def to_anthropic_message(
             }
         )
 
-    exact = usage_from_openai(completion.get("usage"))
-    usage = exact or _estimated_usage(content, input_tokens_estimate)
+    usage = Usage.from_openai(completion.get("usage")) or _estimated_usage(
+        content, input_tokens_estimate
+    )
     reason, sequence = stop_reason(
         choice.get("finish_reason"),
         choice.get("stop_reason"),
         has_tool_calls=any(b["type"] == "tool_use" for b in content),
         context_filled=length_was_context(
-            choice.get("finish_reason"), usage["output_tokens"], max_tokens, exact=bool(exact)
+            choice.get("finish_reason"), usage.output_tokens, max_tokens, exact=usage.exact
         ),
     )
     return {
@@ -81,11 +82,11 @@ def to_anthropic_message(
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": usage,
+        "usage": usage.anthropic(),
     }
 
 
-def _estimated_usage(content: list[dict], input_tokens_estimate: int) -> dict:
+def _estimated_usage(content: list[dict], input_tokens_estimate: int) -> Usage:
     chars = 0
     for block in content:
         if block["type"] == "text":
@@ -94,9 +95,4 @@ def _estimated_usage(content: list[dict], input_tokens_estimate: int) -> dict:
             chars += len(block["thinking"])
         else:
             chars += len(block["name"]) + len(json.dumps(block["input"]))
-    return {
-        "input_tokens": input_tokens_estimate,
-        "output_tokens": estimate_tokens(chars),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-    }
+    return Usage(input_tokens_estimate, estimate_tokens(chars))

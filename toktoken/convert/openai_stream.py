@@ -1,59 +1,57 @@
-"""Streams on the OpenAI route, as sans-I/O state machines.
+"""Streams on the OpenAI route, as StreamMachines (see protocol.py).
 
-- ``ChunkRelay``: OpenAI chunks from an OpenAI-style backend, relayed to an
-  OpenAI client: the model name the client asked for, the usage chunk only if
-  the client asked for it (we always ask upstream, for our own accounting),
-  and an error chunk when the upstream ends without a finish_reason.
+- ``OpenAIPassthrough``: OpenAI chunks from an OpenAI-style backend, relayed
+  to an OpenAI client: the model name the client asked for, the usage chunk
+  only if the client asked for it (we always ask upstream, for our own
+  accounting), and an error chunk when the upstream ends without a
+  finish_reason.
 - ``AnthropicToOpenAIStream``: Anthropic events from an Anthropic-native
   backend -> OpenAI chunks.
 
-Both: ``feed(x) -> list[chunk]``, ``finish() -> list[chunk]``,
-``fail(error) -> list[chunk]``. An error chunk is ``{"error": {...}}``, which
-the openai SDK raises as an APIError.
+Outputs are chunk dicts. An error chunk is ``{"error": {...}}``, which the
+openai SDK raises as an APIError.
 """
 
 from __future__ import annotations
 
 import time
 
-from ..errors import ApiError, GatewayError
-from .anthropic_response import FINISH_FOR_STOP, openai_usage
+from ..errors import ApiError, GatewayError, stream_error
+from .anthropic_response import FINISH_FOR_STOP
 from .common import random_id
+from .protocol import Phase, Usage
 
 
 class _ChunkMachine:
-    phase = "streaming"
+    phase = Phase.STREAMING
 
     def start(self) -> list[dict]:
         return []
 
     def fail(self, error: GatewayError) -> list[dict]:
         """End the stream with an error chunk (the openai SDK raises it)."""
-        if self.phase != "streaming":
+        if self.phase is not Phase.STREAMING:
             return []
-        self.phase = "failed"
+        self.phase = Phase.FAILED
         return [error.openai_body()]
 
 
-class ChunkRelay(_ChunkMachine):
+class OpenAIPassthrough(_ChunkMachine):
     def __init__(self, model: str, *, include_usage: bool):
         self.model = model
         self.include_usage = include_usage
-        self.phase = "streaming"
         self.finish_reason: str | None = None
-        self.usage: dict | None = None
+        self._usage: dict | None = None
         self._chunks = 0
 
     def feed(self, chunk: dict) -> list[dict]:
-        if self.phase != "streaming" or not isinstance(chunk, dict):
+        if self.phase is not Phase.STREAMING or not isinstance(chunk, dict):
             return []
-        if isinstance(chunk.get("error"), (dict, str)):
-            err = chunk["error"]
-            message = err.get("message") if isinstance(err, dict) else err
-            return self.fail(ApiError(f"the backend failed mid-stream: {message}"))
+        if isinstance(chunk.get("error"), dict | str):
+            return self.fail(stream_error(chunk["error"]))
         self._chunks += 1
         if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
+            self._usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
@@ -66,100 +64,110 @@ class ChunkRelay(_ChunkMachine):
         return [chunk]
 
     def finish(self) -> list[dict]:
-        if self.phase != "streaming":
+        if self.phase is not Phase.STREAMING:
             return []
         if self.finish_reason is None:
             what = (
                 "an empty stream" if self._chunks == 0 else "a stream that ended before it finished"
             )
             return self.fail(ApiError(f"the backend returned {what} (no finish_reason)"))
-        self.phase = "finished"
+        self.phase = Phase.FINISHED
         return []
+
+    def usage(self) -> Usage:
+        return Usage.from_openai(self._usage) or Usage()
 
 
 class AnthropicToOpenAIStream(_ChunkMachine):
     def __init__(self, model: str, *, include_usage: bool):
         self.model = model
         self.include_usage = include_usage
-        self.phase = "streaming"
         self.id = random_id("chatcmpl-")
         self.created = int(time.time())
-        self.usage = {"input_tokens": 0, "output_tokens": 0}
         self.finish_reason: str | None = None
-        self._block_kind: dict[int, str] = {}
+        self._usage: dict = {"input_tokens": 0, "output_tokens": 0}
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
 
-    def _chunk(self, delta: dict, finish_reason=None) -> dict:
-        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                 "model": self.model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}  # fmt: skip
+    def _chunk(self, delta: dict | None, finish_reason=None) -> dict:
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+        }
+        if delta is not None:
+            chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
         if self.include_usage:
             chunk["usage"] = None
         return chunk
 
     def feed(self, event: dict) -> list[dict]:
-        if self.phase != "streaming" or not isinstance(event, dict):
+        if self.phase is not Phase.STREAMING or not isinstance(event, dict):
             return []
         kind = event.get("type")
         if kind == "message_start":
-            usage = (event.get("message") or {}).get("usage") or {}
-            self.usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+            self._add_usage((event.get("message") or {}).get("usage"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
-            block = event.get("content_block") or {}
-            index = event.get("index", 0)
-            self._block_kind[index] = block.get("type")
-            if block.get("type") == "tool_use":
-                tool_index = len(self._tool_index)
-                self._tool_index[index] = tool_index
-                call = {"index": tool_index, "id": block.get("id"), "type": "function",
-                        "function": {"name": block.get("name"), "arguments": ""}}  # fmt: skip
-                return [self._chunk({"tool_calls": [call]})]
-            if block.get("type") == "text" and block.get("text"):
-                return [self._chunk({"content": block["text"]})]
-            return []
+            return self._block_start(event.get("index", 0), event.get("content_block") or {})
         if kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            dtype = delta.get("type")
-            if dtype == "text_delta":
-                return [self._chunk({"content": delta.get("text", "")})]
-            if dtype == "thinking_delta":
-                return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
-            if dtype == "input_json_delta":
-                tool_index = self._tool_index.get(event.get("index", 0), 0)
-                call = {
-                    "index": tool_index,
-                    "function": {"arguments": delta.get("partial_json", "")},
-                }
-                return [self._chunk({"tool_calls": [call]})]
-            return []
+            return self._block_delta(event.get("index", 0), event.get("delta") or {})
         if kind == "message_delta":
-            usage = event.get("usage") or {}
-            self.usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+            self._add_usage(event.get("usage"))
             reason = (event.get("delta") or {}).get("stop_reason")
             self.finish_reason = FINISH_FOR_STOP.get(reason, "stop")
             return [self._chunk({}, self.finish_reason)]
         if kind == "message_stop":
-            self.phase = "finished"
+            self.phase = Phase.FINISHED
+            out = []
             if self.finish_reason is None:
                 self.finish_reason = "stop"
-                out = [self._chunk({}, "stop")]
-            else:
-                out = []
+                out.append(self._chunk({}, "stop"))
             if self.include_usage:
-                out.append({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                            "model": self.model, "choices": [], "usage": openai_usage(self.usage)})  # fmt: skip
+                out.append(dict(self._chunk(None), usage=self.usage().openai()))
             return out
         if kind == "error":
-            err = event.get("error") or {}
-            failure = ApiError(
-                f"the backend failed mid-stream: {err.get('message', 'unknown error')}"
-            )
-            failure.type = err.get("type") or "api_error"
-            return self.fail(failure)
+            return self.fail(stream_error(event.get("error") or "unknown error"))
         return []  # ping and future event types
 
+    def _block_start(self, index: int, block: dict) -> list[dict]:
+        if block.get("type") == "tool_use":
+            tool_index = self._tool_index[index] = len(self._tool_index)
+            function = {"name": block.get("name"), "arguments": ""}
+            call = {
+                "index": tool_index,
+                "id": block.get("id"),
+                "type": "function",
+                "function": function,
+            }
+            return [self._chunk({"tool_calls": [call]})]
+        if block.get("type") == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        return []
+
+    def _block_delta(self, index: int, delta: dict) -> list[dict]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if kind == "thinking_delta":
+            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+        if kind == "input_json_delta":
+            call = {
+                "index": self._tool_index.get(index, 0),
+                "function": {"arguments": delta.get("partial_json", "")},
+            }
+            return [self._chunk({"tool_calls": [call]})]
+        return []
+
+    def _add_usage(self, usage) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+
     def finish(self) -> list[dict]:
-        if self.phase == "streaming":
+        if self.phase is Phase.STREAMING:
             return self.fail(ApiError("the backend's stream ended before message_stop"))
         return []
+
+    def usage(self) -> Usage:
+        return Usage.from_anthropic(self._usage)

@@ -2,7 +2,7 @@
 
 | quirk     | applies to                         | what it does |
 |-----------|------------------------------------|--------------|
-| mistral   | Mistral-family models (Mistral, Mixtral, Devstral, Magistral, Codestral, Ministral; detected by model name, or configured) | tool-call ids become exactly 9 alphanumerics (mapped deterministically, so a tool_use and its tool_result still match); a conversation never ends on an assistant turn |
+| mistral   | Mistral-family models (Mistral, Mixtral, Devstral, Magistral, Codestral, Ministral; implied by the model name, see config/model.py, or configured) | tool-call ids become exactly 9 alphanumerics (mapped deterministically, so a tool_use and its tool_result still match); a conversation never ends on an assistant turn |
 
 llama.cpp's needs (``content: ""`` beside ``tool_calls``, no usage in
 streams) are met for every backend: the converter never sends ``null``
@@ -14,18 +14,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-QUIRKS = ("mistral",)
-_MISTRAL_MODELS = re.compile(r"mistral|mixtral|devstral|magistral|codestral|ministral|pixtral")
 _MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def quirks_for(model: str, configured: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Configured quirks plus those the model name implies."""
-    found = list(configured)
-    if "mistral" not in found and _MISTRAL_MODELS.search(model.lower()):
-        found.append("mistral")
-    return tuple(found)
 
 
 def apply_quirks(body: dict, quirks: tuple[str, ...]) -> dict:

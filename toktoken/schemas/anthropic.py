@@ -48,8 +48,11 @@ class _Messages(fields.Field):
                 continue
             problems: dict = {}
             if not isinstance(message.get("role"), str):
-                problems["role"] = ["Missing data for required field." if "role" not in message
-                                    else "Not a valid string."]  # fmt: skip
+                problems["role"] = [
+                    "Missing data for required field."
+                    if "role" not in message
+                    else "Not a valid string."
+                ]
             if "content" not in message:
                 problems["content"] = ["Missing data for required field."]
             else:

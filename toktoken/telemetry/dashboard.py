@@ -29,8 +29,12 @@ def collect(store, health: list, now: float | None = None) -> dict:
     """Everything the page shows, as plain data (store may be None)."""
     now = now or time.time()
     first_hour = int(now // 3600) * 3600 - (HOURS - 1) * 3600
-    data: dict = {"now": now, "hours": [first_hour + i * 3600 for i in range(HOURS)], "health": health,
-                  "telemetry": store is not None}  # fmt: skip
+    data: dict = {
+        "now": now,
+        "hours": [first_hour + i * 3600 for i in range(HOURS)],
+        "health": health,
+        "telemetry": store is not None,
+    }
     if store is None:
         return data
     tokens: dict[str, dict[int, int]] = {}
@@ -58,7 +62,7 @@ def collect(store, health: list, now: float | None = None) -> dict:
             "requests": sum(requests.values()),
             "errors": sum(errors.values()),
             "tokens": sum(sum(v.values()) for v in tokens.values()),
-        },  # fmt: skip
+        },
     )
     return data
 
@@ -84,16 +88,20 @@ def bar_chart(hours: list[int], series: list[tuple[str, str, dict[int, int]]], t
     totals = [sum(values.get(h, 0) for _, _, values in series) for h in hours]
     peak = max(totals + [1])
     slot = plot_w / len(hours)
-    parts = [f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{escape(title)}</title>"]  # fmt: skip
+    parts = [
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
     for i in range(5):  # grid and y labels
         y = top + plot_h - plot_h * i / 4
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#ddd"/>'
         )
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
-                     f"{_number(peak * i / 4)}</text>")  # fmt: skip
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
+            f"{_number(peak * i / 4)}</text>"
+        )
     for i, hour in enumerate(hours):
         x = left + i * slot + 2
         y = top + plot_h
@@ -103,11 +111,15 @@ def bar_chart(hours: list[int], series: list[tuple[str, str, dict[int, int]]], t
                 continue
             h = plot_h * value / peak
             y -= h
-            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot - 4:.1f}" height="{h:.1f}" '
-                         f'fill="{colour}"><title>{escape(label)} {_hour_label(hour)}: {value}</title></rect>')  # fmt: skip
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot - 4:.1f}" height="{h:.1f}" '
+                f'fill="{colour}"><title>{escape(label)} {_hour_label(hour)}: {value}</title></rect>'
+            )
         if i % 3 == 0:
-            parts.append(f'<text x="{x + (slot - 4) / 2:.1f}" y="{height - 10}" text-anchor="middle" '
-                         f'font-size="11">{_hour_label(hour)}</text>')  # fmt: skip
+            parts.append(
+                f'<text x="{x + (slot - 4) / 2:.1f}" y="{height - 10}" text-anchor="middle" '
+                f'font-size="11">{_hour_label(hour)}</text>'
+            )
     parts.append("</svg>")
     legend = "".join(
         f'<span class="key"><svg width="10" height="10"><rect width="10" height="10" fill="{c}"/></svg> '
@@ -132,27 +144,41 @@ def render(data: dict) -> str:
         sections.append(
             bar_chart(data["hours"], token_series, "Tokens per hour by model (input + output)")
         )
-        sections.append(bar_chart(data["hours"], [("ok", "#59a14f", ok), ("errors", "#e15759", data["errors"])],
-                                  "Requests and errors per hour"))  # fmt: skip
+        sections.append(
+            bar_chart(
+                data["hours"],
+                [("ok", "#59a14f", ok), ("errors", "#e15759", data["errors"])],
+                "Requests and errors per hour",
+            )
+        )
         rows = "".join(
-            f"<tr><th>{label}</th>" + "".join(
-                f"<td>{_number(data['percentiles'][key][p])} ms</td>" for p in ("p50", "p95", "p99")) + "</tr>"
+            f"<tr><th>{label}</th>"
+            + "".join(
+                f"<td>{_number(data['percentiles'][key][p])} ms</td>" for p in ("p50", "p95", "p99")
+            )
+            + "</tr>"
             for key, label in (("latency_ms", "Latency"), ("ttft_ms", "Time to first token"))
-        )  # fmt: skip
-        sections.append(f"<h2>Latency (last 24 hours)</h2><table><tr><th></th><th>p50</th><th>p95</th>"
-                        f"<th>p99</th></tr>{rows}</table>")  # fmt: skip
+        )
+        sections.append(
+            f"<h2>Latency (last 24 hours)</h2><table><tr><th></th><th>p50</th><th>p95</th>"
+            f"<th>p99</th></tr>{rows}</table>"
+        )
     else:
-        sections.append('<p class="notice">Telemetry is disabled: set TELEMETRY_ENABLED=true to record usage. '
-                        "Backend health is shown below.</p>")  # fmt: skip
+        sections.append(
+            '<p class="notice">Telemetry is disabled: set TELEMETRY_ENABLED=true to record usage. '
+            "Backend health is shown below.</p>"
+        )
     health_rows = "".join(
         f'<tr><td>{escape(h.name)}</td><td>{escape(h.url)}</td><td><svg width="12" height="12">'
         f'<circle cx="6" cy="6" r="5" fill="{"#59a14f" if h.reachable else "#e15759"}"/></svg> '
-        f'{"up" if h.reachable else "down"}</td><td>{_number(h.latency_ms) + " ms" if h.latency_ms is not None else "–"}'
+        f"{'up' if h.reachable else 'down'}</td><td>{_number(h.latency_ms) + ' ms' if h.latency_ms is not None else '–'}"
         f"</td><td>{escape(h.detail or '')}</td></tr>"
         for h in data["health"]
-    )  # fmt: skip
-    sections.append(f"<h2>Backends</h2><table><tr><th>backend</th><th>URL</th><th>state</th><th>latency</th>"
-                    f"<th>detail</th></tr>{health_rows}</table>")  # fmt: skip
+    )
+    sections.append(
+        f"<h2>Backends</h2><table><tr><th>backend</th><th>URL</th><th>state</th><th>latency</th>"
+        f"<th>detail</th></tr>{health_rows}</table>"
+    )
     updated = datetime.fromtimestamp(data["now"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return PAGE.format(body="\n".join(sections), updated=updated)
 

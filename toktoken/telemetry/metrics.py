@@ -37,17 +37,26 @@ CACHE_READ_TOKENS = Counter(
     ["route", "backend", "model"],
 )
 LATENCY = Histogram(
-    "toktoken_request_duration_seconds", "Request duration (whole stream for streams)", ["route", "backend"],
+    "toktoken_request_duration_seconds",
+    "Request duration (whole stream for streams)",
+    ["route", "backend"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
-)  # fmt: skip
+)
 TTFT = Histogram(
-    "toktoken_time_to_first_token_seconds", "Time to the first output relayed", ["route", "backend"],
+    "toktoken_time_to_first_token_seconds",
+    "Time to the first output relayed",
+    ["route", "backend"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)  # fmt: skip
-ACTIVE_STREAMS = Gauge("toktoken_active_streams", "Streams being relayed now", ["route"],
-                       multiprocess_mode="livesum")  # fmt: skip
-BACKEND_UP = Gauge("toktoken_backend_up", "1 when the backend answered its last probe", ["backend"],
-                   multiprocess_mode="mostrecent")  # fmt: skip
+)
+ACTIVE_STREAMS = Gauge(
+    "toktoken_active_streams", "Streams being relayed now", ["route"], multiprocess_mode="livesum"
+)
+BACKEND_UP = Gauge(
+    "toktoken_backend_up",
+    "1 when the backend answered its last probe",
+    ["backend"],
+    multiprocess_mode="mostrecent",
+)
 
 _models: set[str] = set()
 _lock = threading.Lock()

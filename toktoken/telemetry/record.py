@@ -6,10 +6,13 @@ import functools
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..logs import log_request
 from . import metrics
+
+if TYPE_CHECKING:
+    from ..convert import Usage
 
 
 @functools.lru_cache(maxsize=256)  # a handful of keys, presented on every request
@@ -68,10 +71,7 @@ class RequestRecord:
         self,
         *,
         status: int,
-        input_tokens: int | None = 0,
-        output_tokens: int | None = 0,
-        cache_read_tokens: int | None = 0,
-        exact: bool = False,
+        usage: Usage | None = None,
         first_token_at: float | None = None,
         error_type: str | None = None,
         outcome: str | None = None,
@@ -82,20 +82,41 @@ class RequestRecord:
         now = time.monotonic()
         latency_ms = round((now - self.started) * 1000, 1)
         ttft_ms = round((first_token_at - self.started) * 1000, 1) if first_token_at else None
+        input_tokens = usage.input_tokens if usage else None
+        output_tokens = usage.output_tokens if usage else None
         log_request(
-            request_id=self.request_id, route=self.route, backend=self.backend, model=self.model,
-            backend_model=self.backend_model, stream=str(self.stream).lower(), status=status,
-            outcome=outcome, error=error_type, input_tokens=input_tokens, output_tokens=output_tokens,
-            ms=round(latency_ms), ttft_ms=ttft_ms,
-        )  # fmt: skip
+            request_id=self.request_id,
+            route=self.route,
+            backend=self.backend,
+            model=self.model,
+            backend_model=self.backend_model,
+            stream=str(self.stream).lower(),
+            status=status,
+            outcome=outcome,
+            error=error_type,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            ms=round(latency_ms),
+            ttft_ms=ttft_ms,
+        )
         record = UsageRecord(
-            ts=self.ts, request_id=self.request_id, route=self.route, key_fp=self.key_fp,
-            model=self.model, backend=self.backend, backend_model=self.backend_model,
-            input_tokens=input_tokens or 0, output_tokens=output_tokens or 0,
-            cache_read_tokens=cache_read_tokens or 0, tokens_exact=bool(exact),
-            latency_ms=latency_ms, ttft_ms=ttft_ms, stream=self.stream, status=status,
+            ts=self.ts,
+            request_id=self.request_id,
+            route=self.route,
+            key_fp=self.key_fp,
+            model=self.model,
+            backend=self.backend,
+            backend_model=self.backend_model,
+            input_tokens=input_tokens or 0,
+            output_tokens=output_tokens or 0,
+            cache_read_tokens=usage.cache_read_tokens if usage else 0,
+            tokens_exact=bool(usage and usage.exact),
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            stream=self.stream,
+            status=status,
             error_type=error_type,
-        )  # fmt: skip
+        )
         metrics.observe(record)
         if self.recorder is not None:
             self.recorder.add(record)

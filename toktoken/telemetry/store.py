@@ -62,8 +62,15 @@ _AGGREGATES = """
     AVG(latency_ms) AS avg_latency_ms,
     AVG(ttft_ms) AS avg_ttft_ms
 """
-_COLUMNS = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
-            "avg_latency_ms", "avg_ttft_ms")  # fmt: skip
+_COLUMNS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "avg_latency_ms",
+    "avg_ttft_ms",
+)
 
 
 class _Store:
@@ -175,8 +182,11 @@ class PostgresStore(_Store):
         self._psycopg = psycopg
         self.url = url
         self._local = threading.local()
-        schema = SCHEMA.replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY").replace(
-            "ts REAL", "ts DOUBLE PRECISION").replace("REAL", "DOUBLE PRECISION")  # fmt: skip
+        schema = (
+            SCHEMA.replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY")
+            .replace("ts REAL", "ts DOUBLE PRECISION")
+            .replace("REAL", "DOUBLE PRECISION")
+        )
         with self._psycopg.connect(url, autocommit=True) as db, db.transaction():
             # Every worker of every instance runs this at start-up, and
             # CREATE ... IF NOT EXISTS is not safe against a concurrent twin

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import (
+from .model import (
     BACKEND_KINDS,
     COUNT_TOKENS_MODES,
     BackendSettings,
@@ -49,8 +49,11 @@ def load(path: str, env: Mapping[str, str] | None = None) -> FileConfig:
         raise ConfigError(where, f"valid TOML ({exc})") from None
     unknown = set(data) - {"backends", "routes", "default_backend"}
     if unknown:
-        raise ConfigError(where, "made of [backends.NAME], [[routes]] and default_backend",
-                          ", ".join(sorted(unknown)))  # fmt: skip
+        raise ConfigError(
+            where,
+            "made of [backends.NAME], [[routes]] and default_backend",
+            ", ".join(sorted(unknown)),
+        )
 
     tables = data.get("backends")
     if not isinstance(tables, dict) or not tables:

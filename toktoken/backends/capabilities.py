@@ -22,11 +22,11 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from .backends import BackendClient
+from ..config import BackendSettings
+from .client import MODELS_PATH, BackendClient
 
 log = logging.getLogger(__name__)
 
-KINDS = ("auto", "vllm", "llamacpp", "ollama", "openai")
 OLLAMA_DEFAULT_CONTEXT = 4096
 
 
@@ -58,10 +58,10 @@ def discover(client: BackendClient) -> Capabilities:
     cfg = client.settings
     if cfg.anthropic_native:
         # Speaks Anthropic's API: nothing OpenAI-style to discover or count.
-        return _configured(client, Capabilities(kind="anthropic", models=(cfg.model,)))
-    status, models_body = client.get_json("/v1/models")
+        return configured(cfg, Capabilities(kind="anthropic", models=(cfg.model,)))
+    status, models_body = client.lookup("GET", MODELS_PATH)
     if status is None:
-        return _configured(client, Capabilities(kind=_kind_or(cfg.kind, "openai"), reachable=False))
+        return configured(cfg, Capabilities(kind=_kind_or(cfg.kind, "openai"), reachable=False))
     entries = models_body.get("data", []) if isinstance(models_body, dict) else []
     entries = [e for e in entries if isinstance(e, dict) and e.get("id")]
     models = tuple(e["id"] for e in entries)
@@ -76,7 +76,7 @@ def discover(client: BackendClient) -> Capabilities:
     if kind in (None, "vllm") and vllm_entry is not None:
         kind, context, tokenizer = "vllm", _int(vllm_entry.get("max_model_len")), "vllm-tokenize"
     if kind in (None, "llamacpp"):
-        props_status, props = client.get_json("/props")
+        props_status, props = client.lookup("GET", "/props")
         if (
             props_status == 200
             and isinstance(props, dict)
@@ -86,11 +86,11 @@ def discover(client: BackendClient) -> Capabilities:
             context = _int(settings.get("n_ctx") or props.get("n_ctx"))
             kind, tokenizer = "llamacpp", "llamacpp-template"
         else:
-            count_status, count = client.post_json_soft("/extras/tokenize/count", {"input": "a"})
+            count_status, count = client.lookup("POST", "/extras/tokenize/count", {"input": "a"})
             if count_status == 200 and isinstance(count, dict) and "count" in count:
                 kind, tokenizer = "llamacpp", "llamacpp-python-text"
     if kind in (None, "ollama"):
-        version_status, version = client.get_json("/api/version")
+        version_status, version = client.lookup("GET", "/api/version")
         if version_status == 200 and isinstance(version, dict) and "version" in version:
             kind = "ollama"
             context = _ollama_context(client)
@@ -106,24 +106,25 @@ def discover(client: BackendClient) -> Capabilities:
         context_source="discovered" if context else None,
         tokenizer=tokenizer,
     )
-    return _configured(client, caps)
+    return configured(cfg, caps)
 
 
-def _configured(client: BackendClient, caps: Capabilities) -> Capabilities:
-    """Configuration wins over discovery; a context learned from an overflow
-    error fills the gap when neither knows."""
-    cfg = client.settings
+def configured(
+    cfg: BackendSettings, caps: Capabilities, learned: int | None = None
+) -> Capabilities:
+    """Configuration wins over discovery; a context ``learned`` from the
+    backend's own overflow error fills the gap when neither knows."""
     if cfg.context:
         caps = replace(caps, context=cfg.context, context_source="configured")
-    elif caps.context is None and client.learned_context:
-        caps = replace(caps, context=client.learned_context, context_source="learned")
+    elif caps.context is None and learned:
+        caps = replace(caps, context=learned, context_source="learned")
     if cfg.kind != "auto" and not cfg.anthropic_native:
         caps = replace(caps, kind=cfg.kind)
     return caps
 
 
 def _ollama_context(client: BackendClient) -> int:
-    status, show = client.post_json_soft("/api/show", {"model": client.model})
+    status, show = client.lookup("POST", "/api/show", {"model": client.model})
     if status == 200 and isinstance(show, dict):
         for line in str(show.get("parameters") or "").splitlines():
             parts = line.split()
@@ -162,6 +163,9 @@ class CapabilityCache:
         self.retry_after = retry_after  # when the backend was unreachable
         self.first_wait = first_wait
         self._cache: dict[str, Capabilities] = {}
+        # Context windows read off backends' overflow errors, for servers that
+        # report theirs nowhere else (llama-cpp-python).
+        self._learned: dict[str, int] = {}
         self._refreshing: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -171,19 +175,24 @@ class CapabilityCache:
             self._refresh_in_background(client).wait(self.first_wait)
             caps = self._cache.get(client.name)
             if caps is None:
-                return _configured(
-                    client, Capabilities(kind=_kind_or(client.settings.kind, "openai"))
-                )
+                fallback = Capabilities(kind=_kind_or(client.settings.kind, "openai"))
+                return configured(client.settings, fallback, self._learned.get(client.name))
         age = time.monotonic() - caps.discovered_at
         if age > (self.ttl if caps.reachable else self.retry_after):
             self._refresh_in_background(client)
-        if client.learned_context and caps.context is None:
-            caps = _configured(client, caps)
-            self._cache[client.name] = caps
         return caps
 
+    def learn_context(self, client: BackendClient, context: int) -> None:
+        """The backend said its window in an overflow error: remember it."""
+        if self._learned.get(client.name) == context:
+            return
+        self._learned[client.name] = context
+        caps = self._cache.get(client.name)
+        if caps is not None and caps.context_source in (None, "learned"):
+            self._cache[client.name] = replace(caps, context=context, context_source="learned")
+
     def refresh(self, client: BackendClient) -> Capabilities:
-        caps = discover(client)
+        caps = configured(client.settings, discover(client), self._learned.get(client.name))
         previous = self._cache.get(client.name)
         self._cache[client.name] = caps
         if previous is None or previous.as_dict() != caps.as_dict():

@@ -1,0 +1,118 @@
+"""What a configuration is made of. A leaf: imports nothing of the project.
+
+``ConfigError`` (one line naming the variable or key), ``BackendSettings``,
+``Route``, the kinds and modes a backend may have, quirks, URL
+normalisation and masking of secrets for display.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_API_KEY = "sk-anthropic-router"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+BACKEND_KINDS = ("auto", "vllm", "llamacpp", "ollama", "openai")
+COUNT_TOKENS_MODES = ("auto", "probe", "estimate")
+# Named per-backend behaviours (applied by convert/quirks.py), and the model
+# names that imply them.
+QUIRKS = ("mistral",)
+_IMPLIED_QUIRKS = {
+    "mistral": re.compile(r"mistral|mixtral|devstral|magistral|codestral|ministral|pixtral"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. str() is the one line to print."""
+
+    def __init__(self, variable: str, expected: str, got: str | None = None):
+        self.variable = variable
+        shown = "" if got is None else f" (got {got!r})"
+        super().__init__(f"invalid configuration: {variable} must be {expected}{shown}")
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """One upstream server and how to reach it."""
+
+    name: str
+    url: str  # scheme://host[:port][/prefix], no trailing slash, no trailing /v1
+    api_key: str | None
+    model: str
+    anthropic_native: bool = False
+    kind: str = "auto"  # auto | vllm | llamacpp | ollama | openai
+    context: int | None = None  # context window in tokens; None: discover
+    count_tokens: str = "auto"  # auto | probe | estimate
+    vision: bool = False  # serves requests that carry images
+    quirks: tuple[str, ...] = ()  # configured, plus those the model name implies
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quirks", implied_quirks(self.model, self.quirks))
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "model": self.model,
+            "api_key": mask(self.api_key),
+            "anthropic_native": self.anthropic_native,
+            "kind": self.kind,
+            "context": self.context,
+            "count_tokens": self.count_tokens,
+            "vision": self.vision,
+            "quirks": list(self.quirks),
+        }
+
+
+@dataclass(frozen=True)
+class Route:
+    """Requests for models matching ``pattern`` (shell-style, case-insensitive)
+    go to the backend named ``backend``."""
+
+    pattern: str
+    backend: str
+
+
+def implied_quirks(model: str, configured: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Configured quirks plus those the model name implies."""
+    found = list(configured)
+    for quirk, names in _IMPLIED_QUIRKS.items():
+        if quirk not in found and names.search(model.lower()):
+            found.append(quirk)
+    return tuple(found)
+
+
+def check_quirks(name: str, quirks) -> tuple[str, ...]:
+    if not isinstance(quirks, list) or any(q not in QUIRKS for q in quirks):
+        raise ConfigError(name, "a list of quirks among: " + ", ".join(QUIRKS), str(quirks))
+    return tuple(quirks)
+
+
+def normalise_url(name: str, raw) -> str:
+    """Validate a backend URL; strip a trailing slash and a trailing /v1
+    (people paste the OpenAI base URL; we add /v1 ourselves)."""
+    expected = "an http:// or https:// URL such as http://localhost:8000"
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(name, expected)
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, expected, raw)
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError:
+        raise ConfigError(name, expected, raw) from None
+    url = raw.rstrip("/")
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def mask(secret: str | None) -> str | None:
+    """Show enough of a key to recognise it, never enough to use it."""
+    if not secret:
+        return None
+    if len(secret) <= 8:
+        return "****"
+    return f"{secret[:4]}…{secret[-2:]}"

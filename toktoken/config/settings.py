@@ -1,0 +1,110 @@
+"""Settings: read once at start-up, validated, then passed around.
+
+Every value is checked at start-up so that a typo stops the process with one
+line naming the variable, instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from . import env as envvars
+from .file import load
+from .model import DEFAULT_API_KEY, BackendSettings, ConfigError, Route
+
+DEFAULT_BACKEND = BackendSettings("default", "http://localhost:8000", None, "qwen3-coder-30b-fp8")
+VISION_BACKEND = BackendSettings("vision", "", None, "gpt-4-vision", vision=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int = 3456
+    host: str = "0.0.0.0"
+    api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
+    backend: BackendSettings = DEFAULT_BACKEND
+    vision: BackendSettings | None = None
+    # From TOKTOKEN_CONFIG: more backends, and routes from model names to them.
+    others: tuple[BackendSettings, ...] = ()
+    routes: tuple[Route, ...] = ()
+    config_file: str | None = None
+    telemetry_enabled: bool = False
+    telemetry_db: str = "toktoken-usage.db"
+    telemetry_flush_interval: float = 1.0
+    telemetry_retention_days: int = 0  # 0: keep every record
+    log_level: str = "info"
+    log_format: str = "text"  # text | json
+    health_interval: float = 15.0
+    max_request_bytes: int = 32 * 1024 * 1024
+    connect_timeout: float = 10.0
+    # Seconds without a byte from the backend before a request fails. Prefill
+    # of a 100k-token prompt can take minutes on a busy GPU, so be generous.
+    read_timeout: float = 600.0
+    ping_interval: float = 10.0
+    # Tokens kept free between prompt + max_tokens and the context window.
+    context_margin: int = 64
+    capabilities_ttl: float = 300.0
+    workers: int = 1
+    worker_connections: int = 1000
+    graceful_timeout: int = 120
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values = envvars.read(env, envvars.SETTINGS_VARS)
+        backend = replace(DEFAULT_BACKEND, **envvars.read(env, envvars.BACKEND_VARS, "VLLM_"))
+        # VISION_* are read (so a typo is caught) even before VISION_URL is set.
+        vision_values = envvars.read(env, envvars.BACKEND_VARS, "VISION_")
+        vision = replace(VISION_BACKEND, **vision_values) if "url" in vision_values else None
+        others: tuple[BackendSettings, ...] = ()
+        routes: tuple[Route, ...] = ()
+        if values.get("config_file"):
+            # The file describes every backend; VISION_* still add a vision
+            # backend when the file names none.
+            loaded = load(values["config_file"], env)
+            by_name = {b.name: b for b in loaded.backends}
+            backend = by_name[loaded.default]
+            others = tuple(b for b in loaded.backends if b.name != loaded.default)
+            routes = loaded.routes
+            file_vision = next((b for b in loaded.backends if b.vision), None)
+            if file_vision is not None:
+                vision = file_vision
+                others = tuple(b for b in others if b.name != file_vision.name)
+            elif vision is not None and vision.name in by_name:
+                raise ConfigError(
+                    "VISION_URL", "unset when TOKTOKEN_CONFIG defines a backend named vision"
+                )
+        return cls(backend=backend, vision=vision, others=others, routes=routes, **values)
+
+    @property
+    def backends(self) -> list[BackendSettings]:
+        """Every backend once: the default first, the vision backend last."""
+        return [self.backend, *self.others] + ([self.vision] if self.vision else [])
+
+    def uses_default_key_publicly(self) -> bool:
+        """True when the well-known default key guards a non-loopback listener."""
+        return DEFAULT_API_KEY in self.api_keys and not _is_loopback(self.host)
+
+    def describe(self) -> dict:
+        """The effective configuration, secrets masked (``python -m toktoken check``)."""
+        return {
+            **envvars.describe(self, envvars.SETTINGS_VARS),
+            "backends": [b.describe() for b in self.backends],
+            "routes": [f"{r.pattern} -> {r.backend}" for r in self.routes],
+        }
+
+    @property
+    def logging_level(self) -> int:
+        return getattr(logging, self.log_level.upper())
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
