@@ -1,5 +1,12 @@
-"""Shared fixtures: a scripted fake backend and real gateways (gunicorn + gevent
-in a subprocess) pointed at it. Tests talk to both over real HTTP."""
+"""Shared fixtures: a scripted fake backend, and gateways pointed at it.
+
+Two tiers, as in Flask's tutorial and as production needs:
+- ``client`` / ``app_factory``: the app built in this process
+  (``create_app(Settings(...))``) and Flask's test client — for the fast
+  checks (validation, error shapes, routing) that need no server;
+- ``gateway`` / ``gateway_factory``: gunicorn + gevent in a subprocess, exactly
+  as in production — for streaming, concurrency, signals and real clients.
+Both talk to the fake backend over real HTTP; ``post()`` takes either."""
 
 from __future__ import annotations
 
@@ -14,6 +21,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from flask.testing import FlaskClient
+
+from toktoken import create_app
+from toktoken.config import Settings
 
 from .fake_backend import FakeBackend
 
@@ -114,13 +125,54 @@ def gateway(gateway_factory):
     return gateway_factory(STREAM_PING_INTERVAL="1")
 
 
-def post(gateway, body, *, path="/v1/messages", headers=None, stream=False, timeout=30):
+def settings_for(backend_url: str, **env) -> Settings:
+    return Settings.from_env(
+        {"VLLM_URL": backend_url, "VLLM_MODEL": "fake-model", "API_KEY": KEY, **env}
+    )
+
+
+@pytest.fixture
+def app_factory(backend):
+    """make(**env) -> a test client of an app built in this process."""
+
+    def make(**env) -> FlaskClient:
+        return create_app(settings_for(backend.url, **env)).test_client()
+
+    return make
+
+
+@pytest.fixture
+def client(app_factory) -> FlaskClient:
+    return app_factory()
+
+
+class InProcessReply:
+    """A test-client response with the face of a requests.Response."""
+
+    def __init__(self, response):
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.content = response.get_data()
+        self.text = response.get_data(as_text=True)
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def post(target, body, *, path="/v1/messages", headers=None, stream=False, timeout=30):
+    """POST to a gateway process or an in-process test client."""
     hdrs = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     hdrs.update(headers or {})
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return requests.post(
-        gateway.url + path, data=data, headers=hdrs, stream=stream, timeout=timeout
-    )
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    if isinstance(target, FlaskClient):
+        return InProcessReply(target.post(path, data=data, headers=hdrs))
+    return requests.post(target.url + path, data=data, headers=hdrs, stream=stream, timeout=timeout)
+
+
+def get(target, path, headers=None):
+    if isinstance(target, FlaskClient):
+        return InProcessReply(target.get(path, headers=headers))
+    return requests.get(target.url + path, headers=headers, timeout=30)
 
 
 def load_fixture(name: str) -> dict:

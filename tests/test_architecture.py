@@ -84,5 +84,7 @@ def test_no_import_cycles():
 
 
 def test_no_module_is_too_long_to_read():
-    long = {p.name: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        p.name: n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long

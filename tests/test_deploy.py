@@ -150,6 +150,7 @@ def test_large_body_passes_nginx(gateway, backend, nginx_factory):
     r = requests.post(nginx.url + "/v1/messages", headers={"x-api-key": KEY}, timeout=60,
                       json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": big}]})  # fmt: skip
     assert r.status_code == 200, r.text[:300]
+    assert backend.chat_requests[-1].body["messages"][-1]["content"] == big  # all of it, unchanged
 
 
 # systemd -----------------------------------------------------------------------------

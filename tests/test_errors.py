@@ -1,4 +1,7 @@
-"""One test per row of the error table: status, Anthropic shape, retry hint."""
+"""One test per row of the error table: status, Anthropic shape, retry hint.
+
+In-process (``client``): none of this needs a server; the SDK's retry
+behaviour is checked against the real gateway."""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import time
 
 import anthropic
 import pytest
-import requests
 
-from .conftest import KEY, post
+from .conftest import KEY, get, post
 from .fake_backend import Json, Text
 
 
@@ -51,40 +53,39 @@ def assert_error(r, status, err_type, *, retry=False, contains=None):
         (body(tools=[{"description": "no name"}]), "tools.0.name"),
     ],
 )  # fmt: skip
-def test_invalid_request_is_400_naming_the_field(gateway, payload, field):
-    assert_error(post(gateway, payload), 400, "invalid_request_error", contains=field)
+def test_invalid_request_is_400_naming_the_field(client, backend, payload, field):
+    assert_error(post(client, payload), 400, "invalid_request_error", contains=field)
+    assert not backend.chat_requests  # decided before any backend call
 
 
-def test_missing_key_is_401(gateway):
-    r = requests.post(gateway.url + "/v1/messages", json=body())
+def test_missing_key_is_401(client):
+    r = post(client, body(), headers={"x-api-key": ""})
     assert_error(r, 401, "authentication_error", contains="missing API key")
 
 
-def test_wrong_key_is_401_both_header_styles(gateway):
-    assert_error(post(gateway, body(), headers={"x-api-key": "nope"}), 401, "authentication_error")
-    r = requests.post(
-        gateway.url + "/v1/messages", json=body(), headers={"Authorization": "Bearer nope"}
-    )
+def test_wrong_key_is_401_both_header_styles(client):
+    assert_error(post(client, body(), headers={"x-api-key": "nope"}), 401, "authentication_error")
+    r = post(client, body(), headers={"x-api-key": "", "Authorization": "Bearer nope"})
     assert_error(r, 401, "authentication_error", contains="invalid API key")
 
 
-def test_unknown_route_is_404(gateway):
-    assert_error(post(gateway, body(), path="/v1/nothing"), 404, "not_found_error")
-    assert_error(requests.get(gateway.url + "/nope"), 404, "not_found_error")
+def test_unknown_route_is_404(client):
+    assert_error(post(client, body(), path="/v1/nothing"), 404, "not_found_error")
+    assert_error(get(client, "/nope"), 404, "not_found_error")
 
 
-def test_body_over_limit_is_413(gateway_factory):
-    gw = gateway_factory(MAX_REQUEST_BYTES="2048")
+def test_body_over_limit_is_413(app_factory):
     big = body(messages=[{"role": "user", "content": "x" * 5000}])
-    assert_error(post(gw, big), 413, "request_too_large", contains="2048")
+    r = post(app_factory(MAX_REQUEST_BYTES="2048"), big)
+    assert_error(r, 413, "request_too_large", contains="2048")
 
 
-def test_backend_4xx_is_400_with_backends_message(gateway, backend):
+def test_backend_4xx_is_400_with_backends_message(client, backend):
     msg = "'tool_choice' must be one of auto, none, required"
     backend.handler = lambda req: Json(
         {"error": {"message": msg, "type": "invalid_request_error"}}, 400
     )
-    assert_error(post(gateway, body()), 400, "invalid_request_error", contains=msg)
+    assert_error(post(client, body()), 400, "invalid_request_error", contains=msg)
 
 
 @pytest.mark.parametrize(
@@ -105,48 +106,49 @@ def test_backend_4xx_is_400_with_backends_message(gateway, backend):
     ],
 )  # fmt: skip
 def test_backend_context_overflow_speaks_anthropics_words(
-    gateway_factory, backend, error_body, expected
+    app_factory, backend, error_body, expected
 ):
-    gw = gateway_factory(VLLM_KIND="openai")
+    client = app_factory(VLLM_KIND="openai")
     backend.handler = lambda req: Json(error_body, 400)
-    assert_error(post(gw, body()), 400, "invalid_request_error", contains=expected)
+    assert_error(post(client, body()), 400, "invalid_request_error", contains=expected)
 
 
-def test_backend_422_detail_is_400(gateway, backend):
+def test_backend_422_detail_is_400(client, backend):
     backend.handler = lambda req: Json({"detail": [{"msg": "field required"}]}, 422)
-    assert_error(post(gateway, body()), 400, "invalid_request_error", contains="field required")
+    assert_error(post(client, body()), 400, "invalid_request_error", contains="field required")
 
 
-def test_backend_429_is_429_and_retryable(gateway, backend):
+def test_backend_429_is_429_and_retryable(client, backend):
     backend.handler = lambda req: Json({"error": {"message": "slow down"}}, 429)
-    assert_error(post(gateway, body()), 429, "rate_limit_error", retry=True, contains="slow down")
+    assert_error(post(client, body()), 429, "rate_limit_error", retry=True, contains="slow down")
 
 
-def test_backend_503_is_529_overloaded(gateway, backend):
+def test_backend_503_is_529_overloaded(client, backend):
     backend.handler = lambda req: Text("Service Unavailable", 503)
-    assert_error(post(gateway, body()), 529, "overloaded_error", retry=True)
+    assert_error(post(client, body()), 529, "overloaded_error", retry=True)
 
 
-def test_backend_500_is_502_api_error_without_retry(gateway, backend):
+def test_backend_500_is_502_api_error_without_retry(client, backend):
     backend.handler = lambda req: Text("Internal Server Error: pydantic says no", 500)
-    assert_error(post(gateway, body()), 502, "api_error", contains="pydantic says no")
+    assert_error(post(client, body()), 502, "api_error", contains="pydantic says no")
 
 
-def test_backend_unreachable_names_the_url(gateway_factory):
-    gw = gateway_factory(VLLM_URL="http://127.0.0.1:9")
-    assert_error(post(gw, body()), 502, "api_error", contains="http://127.0.0.1:9")
-    assert_error(post(gw, body(stream=True)), 502, "api_error", contains="unreachable")
+def test_backend_unreachable_names_the_url(app_factory):
+    client = app_factory(VLLM_URL="http://127.0.0.1:9")
+    assert_error(post(client, body()), 502, "api_error", contains="http://127.0.0.1:9")
+    r = post(client, body(stream=True))
+    assert_error(r, 502, "api_error", contains="unreachable (connection refused)")
 
 
-def test_backend_timeout_is_504(gateway_factory, backend):
-    gw = gateway_factory(BACKEND_READ_TIMEOUT="0.5")
+def test_backend_timeout_is_504(app_factory, backend):
+    client = app_factory(BACKEND_READ_TIMEOUT="0.5")
     backend.handler = lambda req: (time.sleep(1.5), Json({}))[1]
-    assert_error(post(gw, body()), 504, "api_error", contains="did not answer within 0.5s")
+    assert_error(post(client, body()), 504, "api_error", contains="did not answer within 0.5s")
 
 
-def test_streaming_errors_before_first_byte_are_http_errors(gateway, backend):
+def test_streaming_errors_before_first_byte_are_http_errors(client, backend):
     backend.handler = lambda req: Json({"error": {"message": "slow down"}}, 429)
-    r = post(gateway, body(stream=True))
+    r = post(client, body(stream=True))
     assert r.headers["content-type"].startswith("application/json")
     assert_error(r, 429, "rate_limit_error", retry=True)
 
@@ -160,6 +162,6 @@ def test_sdk_does_not_retry_errors_that_will_not_clear(gateway, backend):
     assert len(backend.chat_requests) == 1  # x-should-retry: false was honoured
 
 
-def test_method_not_allowed_is_clean(gateway):
-    r = requests.get(gateway.url + "/v1/messages", headers={"x-api-key": KEY})
+def test_method_not_allowed_is_clean(client):
+    r = get(client, "/v1/messages", headers={"x-api-key": KEY})
     assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"

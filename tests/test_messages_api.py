@@ -160,11 +160,15 @@ def test_backend_url_with_v1_suffix_is_normalised(gateway_factory, backend):
     assert backend.chat_requests[-1].path == "/v1/chat/completions"
 
 
-def test_unknown_top_level_fields_never_4xx(gateway, backend):
-    r = post(gateway, body(brand_new_feature={"on": True}, context_management={"edits": []},
-                           messages=[{"role": "user", "content": [{"type": "future_block", "x": 1},
-                                                                   {"type": "text", "text": "hi"}]}]))  # fmt: skip
+def test_unknown_top_level_fields_never_4xx(client, backend):
+    r = post(client, body(brand_new_feature={"on": True}, context_management={"edits": []},
+                          messages=[{"role": "user", "content": [{"type": "future_block", "x": 1},
+                                                                  {"type": "text", "text": "hi"}]}]))  # fmt: skip
     assert r.status_code == 200
+    sent = backend.chat_requests[-1].body
+    # unknown fields and block types are dropped, the rest converted as ever
+    assert "brand_new_feature" not in sent and "context_management" not in sent
+    assert sent["messages"] == [{"role": "user", "content": "hi"}]
 
 
 def test_backend_json_error_without_choices_is_api_error(gateway, backend):

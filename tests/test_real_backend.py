@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from .anthropic_grammar import validate
+from .claude_cli import run_claude
 from .conftest import KEY, post
-from .test_claude_code import run_claude
 
 pytestmark = pytest.mark.real_backend
 

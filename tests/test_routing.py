@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import anthropic
 import pytest
-import requests
 
 from toktoken.config import ConfigError, Settings
 
-from .conftest import KEY, post
-from .test_claude_code import run_claude
+from .claude_cli import run_claude
+from .conftest import KEY, get, post
 
 CONFIG = """
 [backends.default]
@@ -80,31 +78,28 @@ def test_missing_file_is_a_clear_error():
         Settings.from_env({"TOKTOKEN_CONFIG": "/nonexistent/toktoken.toml"})
 
 
-def test_haiku_requests_reach_the_small_backend(gateway_factory, backend, config_path):
-    gw = gateway_factory(TOKTOKEN_CONFIG=str(config_path), SMALL_KEY="sk-small")
-    client = anthropic.Anthropic(base_url=gw.url, api_key=KEY, max_retries=0)
+def test_haiku_requests_reach_the_small_backend(app_factory, backend, config_path):
+    client = app_factory(TOKTOKEN_CONFIG=str(config_path), SMALL_KEY="sk-small")
     for model, upstream, key in [("claude-haiku-5-5", "small-model", "Bearer sk-small"),
                                  ("claude-opus-5-5", "big-model", None),
                                  ("LOCAL-SMALL", "small-model", "Bearer sk-small"),
                                  ("anything-else", "big-model", None)]:  # fmt: skip
-        msg = client.messages.create(
-            model=model, max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        r = post(
+            client,
+            {"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
         )
-        assert msg.model == model
+        assert r.status_code == 200 and r.json()["model"] == model
         sent = backend.chat_requests[-1]
         assert sent.body["model"] == upstream
         assert sent.headers.get("Authorization") == key
     # count_tokens follows the same route
-    assert post(gw, {"model": "claude-haiku-5-5", "messages": [{"role": "user", "content": "x"}]},
+    assert post(client, {"model": "claude-haiku-5-5", "messages": [{"role": "user", "content": "x"}]},
                 path="/v1/messages/count_tokens").status_code == 200  # fmt: skip
 
 
-def test_models_lists_what_can_be_asked_for(gateway_factory, config_path):
-    gw = gateway_factory(TOKTOKEN_CONFIG=str(config_path), SMALL_KEY="sk-small")
-    ids = [
-        m["id"]
-        for m in requests.get(gw.url + "/v1/models", headers={"x-api-key": KEY}).json()["data"]
-    ]
+def test_models_lists_what_can_be_asked_for(app_factory, config_path):
+    client = app_factory(TOKTOKEN_CONFIG=str(config_path), SMALL_KEY="sk-small")
+    ids = [m["id"] for m in get(client, "/v1/models", headers={"x-api-key": KEY}).json()["data"]]
     assert ids[:3] == ["local-small", "big-model", "small-model"]
 
 

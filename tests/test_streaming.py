@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
+import pytest
 
 from .anthropic_grammar import parse_frames, validate
 from .conftest import KEY, post
@@ -254,14 +255,12 @@ def test_sdk_raw_event_iteration(gateway, backend):
 def test_sdk_raises_on_mid_stream_error(gateway, backend):
     backend.handler = lambda req: Sse([chunk({"content": "x"})], done=False, cut=True)
     client = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
-    try:
+    with pytest.raises(anthropic.APIStatusError) as info:
         with client.messages.stream(model="m", max_tokens=5,
                                     messages=[{"role": "user", "content": "x"}]) as s:  # fmt: skip
             s.get_final_message()
-    except anthropic.APIStatusError as exc:
-        assert "api_error" in str(exc.body) or "api_error" in str(exc)
-    else:
-        raise AssertionError("the SDK should raise on event: error")
+    assert info.value.body["error"]["type"] == "api_error"
+    assert "broke the stream" in info.value.body["error"]["message"]
 
 
 def test_client_disconnect_closes_upstream(gateway, backend):

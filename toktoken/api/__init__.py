@@ -49,7 +49,8 @@ def answer(prepared: Prepared) -> Response:
     """Send a prepared request and answer the client: one JSON reply, or a
     stream relayed event by event. The request's record is finished once,
     however it ends (errors: app.py's handler)."""
-    pipeline = current_gateway().pipeline
+    gateway = current_gateway()
+    pipeline = gateway.pipeline
     record = g.record
     record.model, record.backend = prepared.model, prepared.backend.name
     record.backend_model, record.stream = prepared.backend.model, prepared.stream
@@ -74,7 +75,7 @@ def answer(prepared: Prepared) -> Response:
     relayed = relay(
         upstream,
         machine,
-        ping_interval=current_gateway().settings.ping_interval,
+        ping_interval=gateway.settings.ping_interval,
         client_gone=client_gone_check(request.environ),
         on_done=done,
     )
