@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 CLAUDE_CODE_VERSION ?= 2.1.332
 NPM_CACHE_DIR ?= $(HOME)/.cache/toktoken-npm
 
-.PHONY: run test test-fast demo bench lint format check claude-code clean
+.PHONY: run test test-fast demo bench lint format check claude-env claude-code clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(VENV)/.installed
 ## check: print the effective configuration and probe the backends
 check: $(VENV)/.installed
 	$(PY) -m toktoken check
+
+## claude-env: print the lines that point Claude Code at this gateway (MODEL=name to choose)
+claude-env: $(VENV)/.installed
+	$(PY) -m toktoken claude-env $(if $(MODEL),--model $(MODEL))
 
 ## claude-code: install the pinned Claude Code CLI (used by the end-to-end tests) if npm exists
 claude-code:

@@ -28,7 +28,9 @@ def claude_bin() -> str:
     pytest.skip("Claude Code CLI not installed (run `make claude-code`)")
 
 
-def run_claude(gateway, prompt: str, workdir: Path, home: Path, *extra: str, env=None) -> dict:
+def run_claude(
+    gateway, prompt: str, workdir: Path, home: Path, *extra: str, env=None, timeout: float = 120
+) -> dict:
     env = {
         **(env or {}),
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -42,7 +44,7 @@ def run_claude(gateway, prompt: str, workdir: Path, home: Path, *extra: str, env
     }
     proc = subprocess.run(
         [claude_bin(), "-p", prompt, "--output-format", "json", *extra],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stdout.strip(), f"no output; stderr: {proc.stderr[-2000:]}"
     result = json.loads(proc.stdout.strip().splitlines()[-1])

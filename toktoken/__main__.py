@@ -1,7 +1,10 @@
-"""``python -m toktoken [serve|check]``.
+"""``python -m toktoken [serve|check|claude-env]``.
 
-serve  validate the configuration, then run gunicorn with gunicorn.conf.py
-check  print the effective configuration (secrets masked) and probe backends
+serve       validate the configuration, then run gunicorn with gunicorn.conf.py
+check       print the effective configuration (secrets masked) and probe backends
+claude-env  print the lines that point Claude Code at this gateway, with
+            compaction settings for the model's window
+            [--model NAME] [--url URL] [--window TOKENS] [--key KEY] [--offline]
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
-    if command not in ("serve", "check"):
+    if command not in ("serve", "check", "claude-env") or (command != "claude-env" and argv[1:]):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     try:
@@ -28,6 +31,8 @@ def main(argv: list[str]) -> int:
         return 2
     if command == "check":
         return check(settings)
+    if command == "claude-env":
+        return claude_env(settings, argv[1:])
     conf = ROOT / "gunicorn.conf.py"
     os.execvp(
         sys.executable,
@@ -58,6 +63,46 @@ def check(settings: Settings) -> int:
             ok = ok and health.name != "default"
             print(f"  {health.name}: {health.url} NOT reachable: {health.detail}")
     return 0 if ok else 1
+
+
+def claude_env(settings: Settings, argv: list[str]) -> int:
+    import argparse
+    import logging
+
+    from .backends import Backends
+    from .claude_env import lines, mark_onboarded
+    from .routing import Router
+
+    parser = argparse.ArgumentParser(prog="python -m toktoken claude-env")
+    parser.add_argument(
+        "--model", help="the model name Claude Code will send (default: VLLM_MODEL)"
+    )
+    parser.add_argument("--url", help="the gateway's base URL as clients reach it")
+    parser.add_argument("--window", type=int, help="the context window, if the backend cannot say")
+    parser.add_argument("--key", help="the gateway key to print (default: a placeholder)")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="mark Claude Code's onboarding done in ~/.claude.json (no internet)",
+    )
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # discovery chatter is not for this output
+    backends = Backends(settings)
+    model = args.model or settings.backend.model
+    backend = Router(settings.routes, backends).for_model(model)
+    window, source = args.window, "given with --window"
+    if window is None:
+        caps = backends.capabilities.refresh(backend)
+        window, source = caps.context, f"{caps.context_source}, backend {backend.name}"
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    url = args.url or f"http://{host}:{settings.port}"
+    text = lines(base_url=url, model=model, window=window, window_source=source, key=args.key)
+    print("\n".join(text))
+    if args.offline:
+        path = mark_onboarded(Path.home())
+        print(f"# {path}: onboarding marked done, so interactive claude starts without internet.")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The gateway's long-lived parts, built once per worker from the settings:
-the backends, the router, the pipeline, and the usage recorder."""
+the backends, the router, the pipeline, the sessions' prefix tracker and the
+usage recorder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .backends import Backends, Health
 from .config import Settings
 from .pipeline import Pipeline
 from .routing import Router
+from .sessions import PrefixTracker
 from .telemetry import Recorder, open_store
 
 
@@ -18,6 +20,7 @@ class Gateway:
         self.backends = Backends(settings)
         self.router = Router(settings.routes, self.backends)
         self.pipeline = Pipeline(settings, self.backends, self.router)
+        self.prefixes = PrefixTracker()
         self.recorder: Recorder | None = None
         if settings.telemetry_enabled:
             self.recorder = Recorder(

@@ -28,7 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import jsonio
-from .backends import CHAT_PATH, MESSAGES_PATH, BackendClient, Backends, UpstreamStream
+from .backends import (
+    CHAT_PATH,
+    MESSAGES_PATH,
+    BackendClient,
+    Backends,
+    Capabilities,
+    UpstreamStream,
+)
 from .config import Settings
 from .convert import (
     AnthropicPassthrough,
@@ -75,6 +82,7 @@ class Prepared:
     data: bytes  # ``body`` serialised, sent as is
     headers: dict
     input_estimate: int = 0  # prompt tokens, counted or estimated (Anthropic route)
+    window: int | None = None  # the backend's context less the margin, when known
 
     @property
     def model(self) -> str:
@@ -111,25 +119,25 @@ class Pipeline:
             return Prepared(
                 dialect, req, backend, stream, MESSAGES_PATH, body, jsonio.dumps(body), forwarded
             )
+        caps = self.backends.caps(backend)
         if dialect == ANTHROPIC:
-            kind = self.backends.caps(backend).kind
-            body = to_openai_request(req, backend.model, stream=stream, kind=kind)
+            body = to_openai_request(req, backend.model, stream=stream, kind=caps.kind)
         else:
             body = for_openai_backend(req, backend.model, stream=stream)
         apply_quirks(body, backend.settings.quirks)
         data = jsonio.dumps(body)
         prompt = None
         if isinstance(body.get("max_tokens"), int):
-            prompt = self._fit(backend, body, len(data))
+            prompt = self._fit(backend, caps, body, len(data))
             if prompt is not None:
                 data = jsonio.dumps(body)  # max_tokens may have changed
         estimate = prompt.tokens if prompt else estimate_prompt_tokens(data)
-        return Prepared(dialect, req, backend, stream, CHAT_PATH, body, data, {}, estimate)
+        window = caps.context - self.margin if caps.context else None
+        return Prepared(dialect, req, backend, stream, CHAT_PATH, body, data, {}, estimate, window)
 
-    def _fit(self, backend: BackendClient, body: dict, body_bytes: int):
+    def _fit(self, backend: BackendClient, caps: Capabilities, body: dict, body_bytes: int):
         """Make ``body["max_tokens"]`` fit the backend's context window.
         Returns the prompt count when one was needed (exact or estimated)."""
-        caps = self.backends.caps(backend)
         if not needs_count(body["max_tokens"], body_bytes, caps.context, self.margin):
             return None
         prompt = self.counter.count(backend, caps, body)
@@ -200,14 +208,14 @@ def _anthropic_from_openai(completion, prepared: Prepared) -> tuple[dict, Usage]
             completion,
             prepared.model,
             input_tokens_estimate=prepared.input_estimate,
-            max_tokens=prepared.body["max_tokens"],
+            window=prepared.window,
         )
     except MalformedResponse as exc:
         raise ApiError(
             f"backend {prepared.backend.url} returned an invalid completion: {exc}"
         ) from None
-    exact = isinstance(completion.get("usage"), dict)
-    return message, Usage.from_anthropic(message["usage"], exact=exact)
+    reported = Usage.from_openai(completion.get("usage"), completion.get("timings"))
+    return message, reported or Usage.from_anthropic(message["usage"], exact=False)
 
 
 def _anthropic_from_anthropic(message, prepared: Prepared) -> tuple[dict, Usage]:
@@ -220,7 +228,8 @@ def _openai_from_openai(completion, prepared: Prepared) -> tuple[dict, Usage]:
     if not isinstance(completion, dict) or not completion.get("choices"):
         raise ApiError(f"backend {prepared.backend.url} returned an invalid completion")
     completion["model"] = prepared.model
-    return completion, Usage.from_openai(completion.get("usage")) or Usage()
+    usage = Usage.from_openai(completion.get("usage"), completion.get("timings"))
+    return completion, usage or Usage()
 
 
 def _openai_from_anthropic(message, prepared: Prepared) -> tuple[dict, Usage]:
@@ -248,7 +257,7 @@ def _include_usage(prepared: Prepared) -> bool:
 
 _MACHINES = {
     (ANTHROPIC, False): lambda p: StreamTranslator(
-        p.model, input_tokens=p.input_estimate, max_tokens=p.body["max_tokens"]
+        p.model, input_tokens=p.input_estimate, max_tokens=p.body["max_tokens"], window=p.window
     ),
     (ANTHROPIC, True): lambda p: AnthropicPassthrough(p.model),
     (OPENAI, False): lambda p: OpenAIPassthrough(p.model, include_usage=_include_usage(p)),

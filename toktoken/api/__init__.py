@@ -19,6 +19,7 @@ from ..gateway import current_gateway
 from ..pipeline import ANTHROPIC, Prepared
 from ..relay import client_gone_check, relay_anthropic, relay_openai
 from ..schemas.anthropic import first_error
+from ..sessions import session_id
 from ..telemetry.metrics import ACTIVE_STREAMS
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -54,6 +55,8 @@ def answer(prepared: Prepared) -> Response:
     record = g.record
     record.model, record.backend = prepared.model, prepared.backend.name
     record.backend_model, record.stream = prepared.backend.model, prepared.stream
+    record.session_id = session_id(request.headers, prepared.req)
+    record.prefix_reuse = gateway.prefixes.observe(record.session_id, prepared.body)
     if not prepared.stream:
         body, usage = pipeline.complete(prepared)
         record.finish(status=200, usage=usage, first_token_at=time.monotonic())

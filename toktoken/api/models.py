@@ -16,20 +16,32 @@ _CREATED_ISO = "2025-01-01T00:00:00Z"
 @bp.get("/v1/models")
 def list_models():
     gateway = current_gateway()
-    ids: list[str] = []
-    # Route names first, then each backend's configured model, then what the
-    # backends themselves report serving.
     backends = gateway.backends
-    candidates = gateway.router.model_names() + [b.model for b in backends.all]
+    # Route names first, then each backend's configured model, then what the
+    # backends themselves report serving; each with the backend that serves it.
+    served = {}
+    for name in gateway.router.model_names():
+        served.setdefault(name, gateway.router.for_model(name))
     for backend in backends.all:
-        candidates += list(backends.caps(backend).models)
-    for model_id in candidates:
-        if model_id not in ids:
-            ids.append(model_id)
+        served.setdefault(backend.model, backend)
+    for backend in backends.all:
+        for name in backends.caps(backend).models:
+            served.setdefault(name, backend)
+    ids = list(served)
     if request.headers.get("anthropic-version"):
-        data = [
-            {"type": "model", "id": m, "display_name": m, "created_at": _CREATED_ISO} for m in ids
-        ]
+        margin = gateway.settings.context_margin
+        data = []
+        for model_id, backend in served.items():
+            entry = {
+                "type": "model",
+                "id": model_id,
+                "display_name": model_id,
+                "created_at": _CREATED_ISO,
+            }
+            window = backends.caps(backend).context
+            if window:  # what future clients read to size their compaction
+                entry.update(max_input_tokens=window, max_tokens=max(1, window - margin))
+            data.append(entry)
         return jsonify(
             {
                 "data": data,

@@ -3,18 +3,43 @@
 Rule of thumb: convert what has a meaning upstream, drop what has none
 (cache_control, betas, context_management, billing header lines), and never
 fail on something new a client sends.
+
+Cache safety (docs/claude-code.md). A Claude Code session re-sends the whole
+conversation every turn, and the backend's prefix cache (vLLM's automatic
+prefix caching, llama.cpp's slot cache, Ollama's) makes that cheap only while
+the prompt rendered for turn N is a prefix of turn N+1's. So each message
+converts the same way wherever it sits, and nothing late moves to the front:
+
+- ``role: "system"`` entries before the first assistant message (Claude
+  Code's environment block) join the leading system message: whether an
+  entry is before the first assistant message never changes as the
+  conversation grows;
+- later ones stay where they are, as user-role content wrapped in
+  ``<system-reminder>`` (chat templates of Qwen, Llama and llama.cpp's jinja
+  mode refuse a system message after the first); they join the user message
+  just before them, which Claude Code sends in the same request;
+- volatile text (the billing header, dropped; ``<total_tokens>`` blocks, whose
+  number changes each turn) never enters the leading system message: from a
+  system entry it stays at that entry's place, from the ``system`` field it
+  goes to the latest user turn.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 
 from .thinking import replays_reasoning, thinking_fields
 
 log = logging.getLogger(__name__)
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
+# Text that changes on every request (Claude Code's token-budget countdown,
+# CLAUDE_CODE_TOTAL_TOKENS_REMINDER): anywhere early in the prompt it would
+# make the backend re-evaluate everything after it.
+VOLATILE = re.compile(r"<total_tokens>.*?</total_tokens>", re.S)
+REMINDER_OPEN, REMINDER_CLOSE = "<system-reminder>", "</system-reminder>"
 
 # Fields of the Anthropic request with no OpenAI meaning: dropped silently.
 _DROPPED_QUIETLY = frozenset(
@@ -32,20 +57,27 @@ def to_openai_request(req: dict, model: str, *, stream: bool = False, kind: str 
     backend of the given kind (vllm, llamacpp, ollama, openai)."""
     replay_reasoning = replays_reasoning(kind)
     messages: list[dict] = []
-    system_parts = _system_texts(req.get("system"))
+    system_parts, tail = _split_volatile(_system_texts(req.get("system")))
+    answered = False  # an assistant message came before this one
     for message in req["messages"]:
         role = message.get("role")
         content = message.get("content")
         if role == "system":
-            # Claude Code sends a role:"system" entry mid-list; backends want
-            # one leading system message, so it joins the others in order.
-            system_parts.extend(_system_texts(content))
+            texts = _system_texts(content)
+            if not answered:
+                stable, texts = _split_volatile(texts)
+                system_parts.extend(stable)
+            if texts:
+                _add_reminder(messages, texts)
         elif role == "assistant":
+            answered = True
             messages.extend(_assistant_messages(content, replay_reasoning))
         else:
             if role != "user":
                 log.debug("unknown role %r treated as user", role)
             messages.extend(_user_messages(content))
+    if tail:
+        _add_reminder(messages, tail)
     if system_parts:
         messages.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
 
@@ -102,6 +134,35 @@ def _system_texts(system) -> list[str]:
             continue
         texts.append(text)
     return texts
+
+
+def _split_volatile(texts: list[str]) -> tuple[list[str], list[str]]:
+    """(stable texts, volatile pieces): what may join the leading system
+    message, and what must stay out of it."""
+    stable, volatile = [], []
+    for text in texts:
+        found = VOLATILE.findall(text)
+        if found:
+            volatile.extend(found)
+            text = VOLATILE.sub("", text).strip()
+        if text:
+            stable.append(text)
+    return stable, volatile
+
+
+def _add_reminder(messages: list[dict], texts: list[str]) -> None:
+    """System guidance after the conversation started, at its place, as user
+    content: joined to the user message just before it, else a user message
+    of its own (after tool results, or at the start)."""
+    note = "\n\n".join(t if t.startswith(REMINDER_OPEN) else f"{REMINDER_OPEN}\n{t}\n{REMINDER_CLOSE}"
+                        for t in texts)  # fmt: skip
+    last = messages[-1] if messages else None
+    if last is None or last["role"] != "user":
+        messages.append({"role": "user", "content": note})
+    elif isinstance(last["content"], str):
+        last["content"] = f"{last['content']}\n\n{note}" if last["content"] else note
+    else:
+        last["content"].append({"type": "text", "text": note})
 
 
 def _blocks(content) -> list[dict]:

@@ -29,10 +29,10 @@ from ..errors import ApiError, GatewayError, stream_error
 from .common import (
     THINKING_SIGNATURE,
     estimate_tokens,
-    length_was_context,
     new_message_id,
     new_tool_use_id,
     stop_reason,
+    window_filled,
 )
 from .protocol import Phase, Usage
 from .thinking import ThinkTagSplitter
@@ -65,10 +65,12 @@ class StreamTranslator:
         *,
         input_tokens: int = 0,
         max_tokens: int | None = None,
+        window: int | None = None,
         message_id: str | None = None,
     ):
         self.model = model
         self.max_tokens = max_tokens
+        self.window = window  # usable context (see common.window_filled)
         self.message_id = message_id or new_message_id()
         self.input_tokens_estimate = input_tokens
         self.phase = Phase.NEW
@@ -79,6 +81,7 @@ class StreamTranslator:
         self._finish_reason: str | None = None
         self._matched_stop = None
         self._usage: dict | None = None
+        self._timings: dict | None = None  # llama.cpp server's per-response counts
         self._tool_blocks = 0
         # For output counting when the upstream sends no usage.
         self._content_deltas = 0
@@ -111,6 +114,8 @@ class StreamTranslator:
             return self.fail(stream_error(chunk["error"]))
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            self._timings = chunk["timings"]
         events: list[Event] = []
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -157,9 +162,7 @@ class StreamTranslator:
                 events += self._open_tool(tool)
                 events += self._close_open()
         usage = self.usage()
-        filled = length_was_context(
-            self._finish_reason, usage.output_tokens, self.max_tokens, exact=usage.exact
-        )
+        filled = window_filled(self._finish_reason, usage, self.window)
         reason, sequence = stop_reason(
             self._finish_reason,
             self._matched_stop,
@@ -190,7 +193,7 @@ class StreamTranslator:
     def usage(self) -> Usage:
         """The upstream's own figures when it sent them (vLLM, OpenAI), else
         the prompt estimate made before sending and the output counted here."""
-        reported = Usage.from_openai(self._usage)
+        reported = Usage.from_openai(self._usage, self._timings)
         if reported is not None:
             return reported
         return Usage(self.input_tokens_estimate, self.estimated_output_tokens())

@@ -46,7 +46,7 @@ def stop_reason(
     ``matched_stop`` is vLLM's ``choices[0].stop_reason``: the stop string that
     ended generation (a string), or a token id (int) / None for EOS.
     ``context_filled``: "length" came from the context window filling up, not
-    from max_tokens (see ``length_was_context``).
+    from max_tokens (see ``window_filled``).
     """
     if finish_reason == "length" and context_filled:
         return "model_context_window_exceeded", None
@@ -64,15 +64,17 @@ def estimate_tokens(text_chars: int) -> int:
     return math.ceil(text_chars / 4) if text_chars > 0 else 0
 
 
-def length_was_context(
-    finish_reason: str | None, output_tokens: int, max_tokens: int | None, *, exact: bool
-) -> bool:
+def window_filled(finish_reason: str | None, usage, window: int | None) -> bool:
     """Servers say "length" both when max_tokens was reached and when the
-    context window filled up (llama.cpp). If the output is below max_tokens
-    (far below, when the count is only an estimate), it was the context."""
-    if finish_reason != "length" or not max_tokens:
+    context window filled up (llama.cpp, and vLLM for a prompt that leaves
+    less room than max_tokens). It was the window when prompt + output reached
+    ``window`` — the backend's context less the gateway's margin, which
+    max_tokens is fitted to stay below — and only then; an unknown window
+    says nothing. ``usage`` is a Usage (prompt = input + cache reads/writes)."""
+    if finish_reason != "length" or not window or usage.output_tokens is None:
         return False
-    return output_tokens < (max_tokens if exact else max_tokens * 0.5)
+    prompt = (usage.input_tokens or 0) + usage.cache_read_tokens + usage.cache_write_tokens
+    return prompt + usage.output_tokens > window
 
 
 def completion_as_chunks(completion: dict) -> list[dict]:

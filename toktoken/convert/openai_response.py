@@ -7,10 +7,10 @@ import json
 from .common import (
     THINKING_SIGNATURE,
     estimate_tokens,
-    length_was_context,
     new_message_id,
     new_tool_use_id,
     stop_reason,
+    window_filled,
 )
 from .protocol import Usage
 from .thinking import split_think_tags
@@ -26,7 +26,7 @@ def to_anthropic_message(
     requested_model: str,
     *,
     input_tokens_estimate: int = 0,
-    max_tokens: int | None = None,
+    window: int | None = None,
 ) -> dict:
     choices = completion.get("choices") if isinstance(completion, dict) else None
     if not choices or not isinstance(choices[0], dict):
@@ -63,16 +63,14 @@ def to_anthropic_message(
             }
         )
 
-    usage = Usage.from_openai(completion.get("usage")) or _estimated_usage(
-        content, input_tokens_estimate
-    )
+    usage = Usage.from_openai(
+        completion.get("usage"), completion.get("timings")
+    ) or _estimated_usage(content, input_tokens_estimate)
     reason, sequence = stop_reason(
         choice.get("finish_reason"),
         choice.get("stop_reason"),
         has_tool_calls=any(b["type"] == "tool_use" for b in content),
-        context_filled=length_was_context(
-            choice.get("finish_reason"), usage.output_tokens, max_tokens, exact=usage.exact
-        ),
+        context_filled=window_filled(choice.get("finish_reason"), usage, window),
     )
     return {
         "id": new_message_id(),

@@ -42,6 +42,7 @@ class OpenAIPassthrough(_ChunkMachine):
         self.include_usage = include_usage
         self.finish_reason: str | None = None
         self._usage: dict | None = None
+        self._timings: dict | None = None
         self._chunks = 0
 
     def feed(self, chunk: dict) -> list[dict]:
@@ -52,6 +53,8 @@ class OpenAIPassthrough(_ChunkMachine):
         self._chunks += 1
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            self._timings = chunk["timings"]
         for choice in chunk.get("choices") or []:
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
@@ -75,7 +78,7 @@ class OpenAIPassthrough(_ChunkMachine):
         return []
 
     def usage(self) -> Usage:
-        return Usage.from_openai(self._usage) or Usage()
+        return Usage.from_openai(self._usage, self._timings) or Usage()
 
 
 class AnthropicToOpenAIStream(_ChunkMachine):

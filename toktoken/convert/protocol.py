@@ -62,12 +62,25 @@ class Usage:
     exact: bool = False
 
     @classmethod
-    def from_openai(cls, usage) -> Usage | None:
-        """OpenAI's ``usage`` object; None when there is none."""
+    def from_openai(cls, usage, timings=None) -> Usage | None:
+        """OpenAI's ``usage`` object (vLLM and OpenAI report prompt-cache hits
+        in ``prompt_tokens_details.cached_tokens``), or llama.cpp server's
+        ``timings`` (``prompt_n`` evaluated, ``cache_n`` reused from the slot's
+        cache, ``predicted_n`` generated); None when there is neither."""
+        timings = timings if isinstance(timings, dict) else {}
         if not isinstance(usage, dict):
-            return None
+            if not isinstance(timings.get("prompt_n"), int):
+                return None
+            cached = _count(timings.get("cache_n"))
+            return cls(
+                _count(timings["prompt_n"]), _count(timings.get("predicted_n")), cached, exact=True
+            )
         prompt = _count(usage.get("prompt_tokens"))
-        cached = _count((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and "cached_tokens" in details:
+            cached = _count(details.get("cached_tokens"))
+        else:
+            cached = _count(timings.get("cache_n"))
         cached = min(cached, prompt)
         return cls(prompt - cached, _count(usage.get("completion_tokens")), cached, exact=True)
 

@@ -47,6 +47,12 @@ def collect(store, health: list, now: float | None = None) -> dict:
         tokens.setdefault(model or "-", {})[hour] = int(input_tokens) + int(output_tokens)
         requests[hour] += int(count)
         errors[hour] += int(failed)
+    totals = store.stats(first_hour, None, None)["totals"]
+    data["cache"] = {
+        "hit_ratio": totals["cache_hit_ratio"],
+        "prefix_reuse": totals["avg_prefix_reuse"],
+        "sessions": store.cache_by_session(first_hour),
+    }
     lat = store.latencies(first_hour)
     latencies = [row[0] for row in lat if row[0] is not None]
     ttfts = [row[1] for row in lat if row[1] is not None]
@@ -163,6 +169,7 @@ def render(data: dict) -> str:
             f"<h2>Latency (last 24 hours)</h2><table><tr><th></th><th>p50</th><th>p95</th>"
             f"<th>p99</th></tr>{rows}</table>"
         )
+        sections.append(_cache_section(data["cache"]))
     else:
         sections.append(
             '<p class="notice">Telemetry is disabled: set TELEMETRY_ENABLED=true to record usage. '
@@ -181,6 +188,32 @@ def render(data: dict) -> str:
     )
     updated = datetime.fromtimestamp(data["now"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return PAGE.format(body="\n".join(sections), updated=updated)
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def _cache_section(cache: dict) -> str:
+    """How well sessions keep the backend's prefix cache: the backend's own
+    hit count (vLLM, llama.cpp server) and the gateway's prefix measure."""
+    rows = "".join(
+        f"<tr><td><code>{escape(str(sid))}</code></td><td>{count}</td><td>{_share(reuse)}</td>"
+        f"<td>{_share(cached / (inp + cached) if inp + cached else None)}</td></tr>"
+        for sid, count, reuse, inp, cached in cache["sessions"]
+    )
+    table = (
+        "<table><tr><th>session (least reuse first)</th><th>requests</th><th>prefix reuse</th>"
+        f"<th>cache hits</th></tr>{rows}</table>"
+        if rows
+        else "<p>No session has sent a second request yet.</p>"
+    )
+    return (
+        "<h2>Prompt cache (last 24 hours)</h2>"
+        f'<p class="totals">Prompt tokens the backends served from their cache: '
+        f"<b>{_share(cache['hit_ratio'])}</b>; share of each session request repeating the "
+        f"previous one (the gateway's measure): <b>{_share(cache['prefix_reuse'])}</b>.</p>" + table
+    )
 
 
 PAGE = """<!doctype html>

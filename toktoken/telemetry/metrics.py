@@ -48,6 +48,12 @@ TTFT = Histogram(
     ["route", "backend"],
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+PREFIX_REUSE = Histogram(
+    "toktoken_prefix_reuse_ratio",
+    "Share of a session request's upstream prompt repeating the session's previous request",
+    ["backend"],
+    buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0),
+)
 ACTIVE_STREAMS = Gauge(
     "toktoken_active_streams", "Streams being relayed now", ["route"], multiprocess_mode="livesum"
 )
@@ -90,6 +96,8 @@ def observe(record) -> None:
     latency.observe(record.latency_ms / 1000)
     if record.ttft_ms is not None:
         ttft.observe(record.ttft_ms / 1000)
+    if record.prefix_reuse is not None:
+        PREFIX_REUSE.labels(record.backend or "-").observe(record.prefix_reuse)
 
 
 # The labelled series of each (route, backend, model, status), looked up once:

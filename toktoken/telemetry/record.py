@@ -43,6 +43,10 @@ class UsageRecord(NamedTuple):
     stream: bool
     status: int
     error_type: str | None
+    session_id: str | None = None
+    # Share of the upstream prompt repeating the session's previous request
+    # (sessions.PrefixTracker); None for a session's first request.
+    prefix_reuse: float | None = None
 
     def row(self) -> tuple:
         """Column values; booleans as 0/1 (INTEGER columns in both SQLite and PostgreSQL)."""
@@ -65,6 +69,8 @@ class RequestRecord:
     backend: str | None = None
     backend_model: str | None = None
     stream: bool = False
+    session_id: str | None = None
+    prefix_reuse: float | None = None
     done: bool = False
 
     def finish(
@@ -96,6 +102,8 @@ class RequestRecord:
             error=error_type,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            cache_read_tokens=(usage.cache_read_tokens or None) if usage else None,
+            prefix_reuse=self.prefix_reuse,
             ms=round(latency_ms),
             ttft_ms=ttft_ms,
         )
@@ -116,6 +124,8 @@ class RequestRecord:
             stream=self.stream,
             status=status,
             error_type=error_type,
+            session_id=self.session_id,
+            prefix_reuse=self.prefix_reuse,
         )
         metrics.observe(record)
         if self.recorder is not None:

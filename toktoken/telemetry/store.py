@@ -33,13 +33,19 @@ CREATE TABLE IF NOT EXISTS usage (
     ttft_ms REAL,
     stream INTEGER NOT NULL DEFAULT 0,
     status INTEGER NOT NULL,
-    error_type TEXT
+    error_type TEXT,
+    session_id TEXT,
+    prefix_reuse REAL
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_model_ts ON usage (model, ts);
 CREATE INDEX IF NOT EXISTS usage_backend_ts ON usage (backend, ts);
 CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_fp, ts);
 """
+# Columns added after the first release, and the index that uses them: a
+# ledger written by an older version gains them at start-up.
+ADDED_COLUMNS = {"session_id": "TEXT", "prefix_reuse": "REAL"}
+ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS usage_session_ts ON usage (session_id, ts)"
 
 # group_by -> SQL expression for the group key ({floor} differs per database:
 # SQLite's CAST truncates, PostgreSQL's rounds)
@@ -49,6 +55,7 @@ GROUPS = {
     "key": "key_fp",
     "route": "route",
     "status": "status",
+    "session": "session_id",
     "hour": "{floor}(ts / 3600) * 3600",
     "day": "{floor}(ts / 86400) * 86400",
 }
@@ -60,7 +67,8 @@ _AGGREGATES = """
     COALESCE(SUM(output_tokens), 0) AS output_tokens,
     COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,
     AVG(latency_ms) AS avg_latency_ms,
-    AVG(ttft_ms) AS avg_ttft_ms
+    AVG(ttft_ms) AS avg_ttft_ms,
+    AVG(prefix_reuse) AS avg_prefix_reuse
 """
 _COLUMNS = (
     "requests",
@@ -70,6 +78,7 @@ _COLUMNS = (
     "cache_read_tokens",
     "avg_latency_ms",
     "avg_ttft_ms",
+    "avg_prefix_reuse",
 )
 
 
@@ -104,16 +113,14 @@ class _Store:
             params.append(until)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         row = self._execute(f"SELECT {_AGGREGATES} FROM usage{clause}", params).fetchone()
-        result: dict = {"totals": _rounded(dict(zip(_COLUMNS, row, strict=True)))}
+        result: dict = {"totals": _aggregate(row)}
         if group_by:
             expr = self._floor(GROUPS[group_by])
             rows = self._execute(
                 f"SELECT {expr} AS k, {_AGGREGATES} FROM usage{clause} GROUP BY k ORDER BY k",
                 params,
             ).fetchall()
-            result["groups"] = [
-                {"key": r[0], **_rounded(dict(zip(_COLUMNS, r[1:], strict=True)))} for r in rows
-            ]
+            result["groups"] = [{"key": r[0], **_aggregate(r[1:])} for r in rows]
         return result
 
     def hourly(self, since: float) -> list[tuple]:
@@ -123,6 +130,18 @@ class _Store:
             f"SELECT {bucket} AS h, model, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
             f" COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0)"
             f" FROM usage WHERE ts >= {self.mark} GROUP BY h, model ORDER BY h",
+            (since,),
+        ).fetchall()
+
+    def cache_by_session(self, since: float, limit: int = 10) -> list[tuple]:
+        """(session, requests, avg prefix reuse, input tokens, cache read
+        tokens) of the sessions whose prompts repeat their previous request
+        least: the cache-busting ones first."""
+        return self._execute(
+            f"SELECT session_id, COUNT(*), AVG(prefix_reuse), COALESCE(SUM(input_tokens), 0),"
+            f" COALESCE(SUM(cache_read_tokens), 0) FROM usage"
+            f" WHERE ts >= {self.mark} AND session_id IS NOT NULL AND prefix_reuse IS NOT NULL"
+            f" GROUP BY session_id ORDER BY AVG(prefix_reuse), session_id LIMIT {int(limit)}",
             (since,),
         ).fetchall()
 
@@ -141,7 +160,21 @@ class SQLiteStore(_Store):
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self._local = threading.local()
-        self._connect().executescript(SCHEMA)
+        db = self._connect()
+        db.executescript(SCHEMA)
+        # Several workers start at once: add missing columns inside one
+        # write transaction each, so only the first adds them.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            present = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE usage ADD COLUMN {column} {kind}")
+            db.execute(ADDED_INDEXES)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -195,6 +228,10 @@ class PostgresStore(_Store):
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in filter(str.strip, schema.split(";")):
                 db.execute(statement)
+            for column, kind in ADDED_COLUMNS.items():
+                kind = kind.replace("REAL", "DOUBLE PRECISION")
+                db.execute(f"ALTER TABLE usage ADD COLUMN IF NOT EXISTS {column} {kind}")
+            db.execute(ADDED_INDEXES)
 
     def _floor(self, expr: str) -> str:
         return expr.replace("{floor}(", "FLOOR(")
@@ -223,9 +260,19 @@ class PostgresStore(_Store):
             raise
 
 
-def _rounded(values: dict) -> dict:
+def _aggregate(row) -> dict:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    prompt = (values["input_tokens"] or 0) + (values["cache_read_tokens"] or 0)
+    # Of all prompt tokens, the share the backend said it served from its cache.
+    values["cache_hit_ratio"] = round(values["cache_read_tokens"] / prompt, 4) if prompt else None
+    if values["avg_prefix_reuse"] is not None:
+        values["avg_prefix_reuse"] = round(float(values["avg_prefix_reuse"]), 4)
     return {
-        k: (round(float(v), 1) if v is not None and not isinstance(v, int) else v)
+        k: (
+            round(float(v), 1)
+            if k.startswith("avg_") and k != "avg_prefix_reuse" and v is not None
+            else v
+        )
         for k, v in values.items()
     }
 
