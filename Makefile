@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 CLAUDE_CODE_VERSION ?= 2.1.332
 NPM_CACHE_DIR ?= $(HOME)/.cache/toktoken-npm
 
-.PHONY: run test test-fast demo bench lint format check claude-env claude-code clean
+.PHONY: run test test-fast demo bench bench-real lint format check claude-env claude-code clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ demo: $(VENV)/.installed
 ##        BASELINE=REV also measures the gateway as of git revision REV, beside it
 bench: $(VENV)/.installed-dev
 	$(PY) bench/run.py $(if $(BASELINE),--baseline $(BASELINE))
+
+## bench-real: a Claude Code session through the gateway to a real llama-server (builds it once)
+bench-real: $(VENV)/.installed-dev
+	$(PY) bench/real_session.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -32,6 +32,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import session  # noqa: E402  (bench/session.py)
+
 from toktoken.convert import to_openai_request  # noqa: E402
 
 KEY = "bench-key"
@@ -251,12 +253,16 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="REV", help="also run the gateway as of git revision REV"
     )
+    parser.add_argument("--only", choices=["session"], help="run one scenario only")
     args = parser.parse_args()
     bench = Bench()
     baseline_root = worktree(args.baseline, bench.tmp) if args.baseline else None
     bench.start(baseline_root)
-    results = []
+    results, floor = [], None
     try:
+        if args.only == "session":
+            session.report(session.run(bench, key=KEY, cpu_seconds=cpu_seconds))
+            return 0
         small, big = small_body(), big_body()
         print(f"bodies: small {len(json.dumps(small))} B, big {len(json.dumps(big))} B; gateway worker "
               f"pid {bench.worker} on core 0, backend + load generator on core 1", flush=True)  # fmt: skip
@@ -283,6 +289,7 @@ def main() -> int:
         hold = dict(small, stream=True, metadata={"user_id": "bench:100:50"})
         results.append(bench.compare("hold: 500 streams x 100 chunks 50 ms apart", hold, 500, 500))
         floor = bench.floor(to_openai_request(small, "bench", stream=False), 16, 1500)
+        session_rows = session.run(bench, key=KEY, cpu_seconds=cpu_seconds)
     finally:
         bench.stop()
         if baseline_root is not None:
@@ -290,6 +297,10 @@ def main() -> int:
                            capture_output=True)  # fmt: skip
             shutil.rmtree(baseline_root, ignore_errors=True)
     report(results, floor, args.baseline)
+    session.report(session_rows)
+    Path(ROOT / "bench" / "last-results.json").write_text(
+        json.dumps({"workloads": results, "floor": floor, "session": session_rows}, indent=1)
+    )
     return 0
 
 
@@ -334,9 +345,6 @@ def report(results: list[dict], floor: dict, baseline: str | None = None) -> Non
     print("targets (issue 7; one worker on one core):")
     for line in target_lines(results):
         print("  " + line)
-    Path(ROOT / "bench" / "last-results.json").write_text(
-        json.dumps({"workloads": results, "floor": floor}, indent=1)
-    )
 
 
 def target_lines(results: list[dict]) -> list[str]:

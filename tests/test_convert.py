@@ -84,21 +84,33 @@ def test_system_entries_before_the_first_answer_join_the_system_message_later_on
     ]
 
 
-def test_volatile_token_budget_never_enters_the_system_message():
-    budget = "<total_tokens>983215 tokens left</total_tokens>"
-    out = convert(base(system=f"Be careful. {budget}",
+def test_token_budget_countdown_never_enters_the_system_message():
+    initial, now = (
+        "<total_tokens>1000000 tokens left</total_tokens>",
+        "<total_tokens>983215 tokens left</total_tokens>",
+    )
+    out = convert(base(system=f"Be careful. {initial}",
                        messages=[{"role": "user", "content": "u1"},
-                                 {"role": "system", "content": f"Env block.\n{budget}"},
+                                 {"role": "system", "content": f"Env block.\n{initial}"},
                                  {"role": "assistant", "content": "a1"},
                                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
                                                                "content": "ok"}]},
-                                 {"role": "system", "content": budget}]))  # fmt: skip
-    assert out["messages"][0] == {"role": "system", "content": "Be careful.\n\nEnv block."}
-    note = f"<system-reminder>\n{budget}\n</system-reminder>"
-    assert out["messages"][1] == {"role": "user", "content": f"u1\n\n{note}"}  # at its place
-    # after the tool result: this turn's entry, then the system field's, last
+                                 {"role": "system", "content": now}]))  # fmt: skip
+    # the system field's own initial budget is the client's (constant) prompt text
+    assert out["messages"][0] == {
+        "role": "system",
+        "content": f"Be careful. {initial}\n\nEnv block.",
+    }
+    # an entry's budget stays at its place, even before the first answer
+    assert out["messages"][1] == {
+        "role": "user",
+        "content": f"u1\n\n<system-reminder>\n{initial}\n</system-reminder>",
+    }
     assert out["messages"][-2]["role"] == "tool"
-    assert out["messages"][-1] == {"role": "user", "content": f"{note}\n\n{note}"}
+    assert out["messages"][-1] == {
+        "role": "user",
+        "content": f"<system-reminder>\n{now}\n</system-reminder>",
+    }
 
 
 def test_images_become_image_url_parts():

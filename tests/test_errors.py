@@ -5,6 +5,7 @@ behaviour is checked against the real gateway."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import anthropic
@@ -88,29 +89,58 @@ def test_backend_4xx_is_400_with_backends_message(client, backend):
     assert_error(post(client, body()), 400, "invalid_request_error", contains=msg)
 
 
-@pytest.mark.parametrize(
-    "error_body, expected",
-    [
-        ({"error": {"message": "This model's maximum context length is 2048 tokens. However, you "
-                               "requested 3034 tokens (3024 in the messages, 10 in the completion).",
-                    "type": "invalid_request_error", "code": "context_length_exceeded"}},
-         "prompt is too long: 3024 tokens > 2048 maximum"),
-        ({"error": {"code": 400, "message": "the request exceeds the available context size, try "
-                    "increasing it", "type": "exceed_context_size_error", "n_prompt_tokens": 5000,
-                    "n_ctx": 4096}},
-         "prompt is too long: 5000 tokens > 4096 maximum"),
-        ({"object": "error", "message": "This model's maximum context length is 32768 tokens. However, "
-          "your request has 40000 input tokens. Please reduce the length of the input messages.",
-          "type": "BadRequestError", "code": 400},
-         "prompt is too long"),
-    ],
-)  # fmt: skip
-def test_backend_context_overflow_speaks_anthropics_words(
-    app_factory, backend, error_body, expected
+# Claude Code compacts on exactly this wording, reading both numbers:
+# /prompt is too long[^0-9]*(\d+)\s*tokens?\s*>\s*(\d+)/i (docs/claude-code.md). Never change it.
+CLAUDE_CODE_OVERFLOW = re.compile(r"prompt is too long[^0-9]*(\d+)\s*tokens?\s*>\s*(\d+)", re.I)
+
+OVERFLOW_WORDINGS = {
+    "openai": ({"error": {"message": "This model's maximum context length is 2048 tokens. However, you "
+                                     "requested 3034 tokens (3024 in the messages, 10 in the completion).",
+                          "type": "invalid_request_error", "code": "context_length_exceeded"}}, (3024, 2048)),
+    "llama.cpp": ({"error": {"code": 400, "message": "request (5000 tokens) exceeds the available context "
+                             "size (4096 tokens), try increasing it", "type": "exceed_context_size_error",
+                             "n_prompt_tokens": 5000, "n_ctx": 4096}}, (5000, 4096)),
+    "vllm": ({"object": "error", "message": "This model's maximum context length is 32768 tokens. However, "
+              "your request has 40000 input tokens. Please reduce the length of the input messages.",
+              "type": "BadRequestError", "code": 400}, (40000, 32768)),
+}  # fmt: skip
+
+
+def _assert_overflow_wording(r, numbers):
+    data = assert_error(r, 400, "invalid_request_error")
+    message = data["error"]["message"]
+    assert message == f"prompt is too long: {numbers[0]} tokens > {numbers[1]} maximum"
+    assert CLAUDE_CODE_OVERFLOW.search(message).groups() == tuple(map(str, numbers))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("wording", sorted(OVERFLOW_WORDINGS))
+def test_backend_context_overflow_speaks_anthropics_exact_words(
+    app_factory, backend, wording, stream
 ):
+    error_body, numbers = OVERFLOW_WORDINGS[wording]
     client = app_factory(VLLM_KIND="openai")
     backend.handler = lambda req: Json(error_body, 400)
-    assert_error(post(client, body()), 400, "invalid_request_error", contains=expected)
+    _assert_overflow_wording(post(client, body(stream=stream)), numbers)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_the_gateways_own_count_speaks_anthropics_exact_words(app_factory, backend, stream):
+    """An exact count (vLLM /tokenize) that alone overflows the window: refused
+    before the backend sees the request."""
+
+    def handler(req):
+        if req.path.endswith("/models"):
+            return Json({"data": [{"id": "fake-model", "max_model_len": 4096}]})
+        if req.path == "/tokenize":
+            return Json({"count": 5000, "max_model_len": 4096})
+        raise AssertionError("the request reached the backend")
+
+    backend.handler = handler
+    client = app_factory(VLLM_MODEL="counting-model")
+    long = [{"role": "user", "content": "word " * 1000}]  # big enough to need a count
+    _assert_overflow_wording(post(client, body(stream=stream, messages=long)), (5000, 4096))
+    assert not backend.chat_requests
 
 
 def test_backend_422_detail_is_400(client, backend):

@@ -18,10 +18,13 @@ converts the same way wherever it sits, and nothing late moves to the front:
   ``<system-reminder>`` (chat templates of Qwen, Llama and llama.cpp's jinja
   mode refuse a system message after the first); they join the user message
   just before them, which Claude Code sends in the same request;
-- volatile text (the billing header, dropped; ``<total_tokens>`` blocks, whose
-  number changes each turn) never enters the leading system message: from a
-  system entry it stays at that entry's place, from the ``system`` field it
-  goes to the latest user turn.
+- the billing header line changes on every request: dropped. A
+  ``<total_tokens>`` block inside a system entry (the budget countdown) stays at
+  that entry's place even before the first assistant message. The one inside
+  the ``system`` field is the session's initial budget and does not change
+  (observed with Claude Code 2.1.332, CLAUDE_CODE_TOTAL_TOKENS_REMINDER=
+  countdown): it stays in the system prompt, where moving it would cost the
+  cache of the turn's last message every turn.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def to_openai_request(req: dict, model: str, *, stream: bool = False, kind: str 
     backend of the given kind (vllm, llamacpp, ollama, openai)."""
     replay_reasoning = replays_reasoning(kind)
     messages: list[dict] = []
-    system_parts, tail = _split_volatile(_system_texts(req.get("system")))
+    system_parts = _system_texts(req.get("system"))
     answered = False  # an assistant message came before this one
     for message in req["messages"]:
         role = message.get("role")
@@ -76,8 +79,6 @@ def to_openai_request(req: dict, model: str, *, stream: bool = False, kind: str 
             if role != "user":
                 log.debug("unknown role %r treated as user", role)
             messages.extend(_user_messages(content))
-    if tail:
-        _add_reminder(messages, tail)
     if system_parts:
         messages.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
 
