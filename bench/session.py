@@ -13,30 +13,23 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.claude_sessions import claude_code_session  # noqa: E402
+
 REQUESTS_PER_TURN = 60
 
 
 def session_bodies(turns: int) -> list[dict]:
-    capture = json.loads((ROOT / "tests/fixtures/claude-code/tool-bash.2.json").read_text())["body"]
-    messages = list(capture["messages"][:2])
-    output = "\n".join(f"-rw-r--r-- 1 dev dev {i * 37} file_{i}.py" for i in range(60))  # ~2.5 KB
-    bodies, left = [], 990_000
-    for turn in range(turns):
-        if turn:
-            call = f"toolu_bench{turn:016d}"
-            messages += [
-                {"role": "assistant", "content": [
-                    {"type": "text", "text": f"Looking at directory {turn}."},
-                    {"type": "tool_use", "id": call, "name": "Bash", "input": {"command": f"ls -l src/{turn}"}}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call, "content": output}]},
-                {"role": "system", "content": f"<total_tokens>{left - 2500 * turn} tokens left</total_tokens>"},
-            ]  # fmt: skip
-        bodies.append(dict(capture, stream=True, metadata={"user_id": "bench:20:0"},
-                           messages=[dict(m) for m in messages]))  # fmt: skip
-    return bodies
+    """All the capture's tools, ~2.5 KB of tool output per turn, 20-chunk streams."""
+    output = "\n".join(f"-rw-r--r-- 1 dev dev {i * 37} file_{i}.py" for i in range(60))
+    return claude_code_session(
+        turns, output=output, stream=True, metadata={"user_id": "bench:20:0"}
+    )
 
 
 def run(bench, *, key: str, cpu_seconds, turns: int = 20) -> list[dict]:

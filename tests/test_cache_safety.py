@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from toktoken import jsonio
 from toktoken.convert import apply_quirks, to_openai_request
 
+from .claude_sessions import claude_code_session
 from .conftest import load_fixture
 
 KINDS = ("vllm", "llamacpp", "ollama", "openai")
@@ -44,31 +45,8 @@ def test_captured_claude_code_sessions_keep_their_prefix():
                           upstream(load_fixture(second)["body"], kind))  # fmt: skip
 
 
-def _countdown_session(turns: int) -> list[dict]:
-    """Claude Code with CLAUDE_CODE_TOTAL_TOKENS_REMINDER=countdown: every tool
-    result is followed by a system entry whose number changes each turn."""
-    capture = load_fixture("tool-bash.2")["body"]
-    messages = list(capture["messages"][:2])  # the prompt, the environment block
-    requests = []
-    left = 1_000_000
-    for turn in range(turns):
-        if turn:
-            messages.append({"role": "assistant", "content": [
-                {"type": "text", "text": f"Step {turn}."},
-                {"type": "tool_use", "id": f"toolu_{turn:04d}", "name": "Bash",
-                 "input": {"command": f"ls /tmp/{turn}"}}]})  # fmt: skip
-            messages.append({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": f"toolu_{turn:04d}", "content": f"out {turn}"}]})  # fmt: skip
-            left -= 3217
-            messages.append(
-                {"role": "system", "content": f"<total_tokens>{left} tokens left</total_tokens>"}
-            )
-        requests.append(dict(capture, messages=[dict(m) for m in messages]))
-    return requests
-
-
 def test_token_budget_reminders_keep_the_prefix_turn_after_turn():
-    session = _countdown_session(6)
+    session = claude_code_session(6)
     for kind in KINDS:
         bodies = [upstream(r, kind) for r in session]
         for before, after in zip(bodies, bodies[1:], strict=False):

@@ -11,7 +11,8 @@ import requests
 
 from .anthropic_grammar import validate
 from .claude_cli import run_claude
-from .conftest import KEY, REAL_BACKEND_CONTEXT, load_fixture, post
+from .claude_sessions import claude_code_session
+from .conftest import KEY, REAL_BACKEND_CONTEXT, post
 
 pytestmark = pytest.mark.real_backend
 
@@ -113,31 +114,11 @@ def test_count_tokens_equals_the_servers_own_count(real_gateway):
 
 
 def _session(turns: int, *, busting: bool) -> list[dict]:
-    """A Claude-Code-shaped session (its system prompt, environment block,
-    Bash and Read tools, tool round trips, token-budget reminders). With
-    ``busting``, a line that changes every turn sits at the front of the
-    system prompt — what a client (or a gateway) that busts the cache does."""
-    capture = load_fixture("tool-bash.2")["body"]
-    tools = [t for t in capture["tools"] if t["name"] in ("Bash", "Read")]
-    messages = list(capture["messages"][:2])
-    bodies, left = [], 986_000
-    for turn in range(turns):
-        if turn:
-            call = f"toolu_{turn:024d}"
-            messages += [
-                {"role": "assistant", "content": [
-                    {"type": "text", "text": f"Listing step {turn}."},
-                    {"type": "tool_use", "id": call, "name": "Bash", "input": {"command": f"ls -la src/{turn}"}}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call,
-                                              "content": f"total {turn}\nfile_{turn}.py\nREADME.md"}]},
-                {"role": "system", "content": f"<total_tokens>{left - 1234 * turn} tokens left</total_tokens>"},
-            ]  # fmt: skip
-        system = capture["system"]
-        if busting:
-            system = [{"type": "text", "text": f"Session turn {turn + 1}."}, *system]
-        bodies.append({"model": "m", "max_tokens": 4, "system": system, "tools": tools,
-                       "messages": [dict(m) for m in messages]})  # fmt: skip
-    return bodies
+    """A Claude-Code-shaped session with its Bash and Read tools (smaller
+    prompts, shorter prefill); ``busting``: the control."""
+    return claude_code_session(
+        turns, tools=("Bash", "Read"), busting=busting, model="m", max_tokens=4, stream=False
+    )
 
 
 def _run_session(gw, bodies: list[dict], session: str) -> list[dict]:
