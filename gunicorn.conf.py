@@ -7,17 +7,27 @@ long streams at once. Values come from the same validated Settings as the app.
 import os
 import sys
 
-from toktoken.config import ConfigError, Settings
+from toktoken.config import ConfigError, Settings, keep_running, running
 
+# gunicorn runs this file at start-up and again at each SIGHUP reload (in the
+# master). A configuration that does not validate stops the start-up with one
+# line; at a reload it is refused with one line and the last good one stays,
+# for the running workers and the new ones alike (they inherit it).
 try:
     _settings = Settings.from_env()
 except ConfigError as exc:
-    print(f"toktoken: {exc}", file=sys.stderr)
-    sys.exit(2)
+    if running() is None:
+        print(f"toktoken: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"toktoken: reload refused, the running configuration stays: {exc}", file=sys.stderr)
+    _settings = running()
+keep_running(_settings)
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
-worker_class = "gevent"
+# gunicorn's gevent worker, with a prompt graceful stop and JSON error pages
+# (toktoken/server.py).
+worker_class = "toktoken.server.Worker"
 workers = _settings.workers
 worker_connections = _settings.worker_connections
 # The gevent worker reports liveness from its own loop, so `timeout` does not

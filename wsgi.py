@@ -1,5 +1,8 @@
 """WSGI entry point: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
 
 from toktoken import create_app
+from toktoken.config import running
 
-app = create_app()
+# Under gunicorn: the settings its master validated (gunicorn.conf.py); else
+# from the environment.
+app = create_app(running())

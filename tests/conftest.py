@@ -116,6 +116,9 @@ def gateway_factory(backend, tmp_path_factory):
         return started[key]
 
     yield start
+    for gw in started.values():  # all stop at once, then each is waited for
+        if gw.proc.poll() is None:
+            gw.proc.send_signal(signal.SIGTERM)
     for gw in started.values():
         gw.stop()
 
@@ -215,53 +218,84 @@ def real_backend():
         pass
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A private PostgreSQL cluster (Debian's server binaries), started for
-    the test session on a free port and stopped after it."""
-    import glob
-    import pwd
+class PostgresServer:
+    """A private PostgreSQL cluster (Debian's server binaries) on a free port,
+    which a test may stop and start again (the ledger-outage tests)."""
 
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "PostgreSQL server binaries are missing in CI: .ci/run should install postgresql"
-            )
-        pytest.skip("PostgreSQL is not installed")
-    import shutil
-    import tempfile
+    def __init__(self):
+        import glob
+        import pwd
+        import tempfile
 
-    bindir = Path(initdb[-1]).parent
-    # Not under pytest's private tmp dir: the postgres user must reach it.
-    base = Path(tempfile.mkdtemp(prefix="toktoken-pg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        user = pwd.getpwnam("postgres")
-        for path in (base, sock):
-            os.chown(path, user.pw_uid, user.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "toktoken",
-                    "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
-    server = subprocess.Popen([*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-                               "-k", str(sock), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"postgresql://toktoken@127.0.0.1:{port}/postgres"
-    import psycopg
+        initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not initdb:
+            if os.environ.get("CI"):
+                pytest.fail(
+                    "PostgreSQL server binaries are missing in CI: .ci/run should install postgresql"
+                )
+            pytest.skip("PostgreSQL is not installed")
+        self.bindir = Path(initdb[-1]).parent
+        # Not under pytest's private tmp dir: the postgres user must reach it.
+        self.base = Path(tempfile.mkdtemp(prefix="toktoken-pg-"))
+        self.data, self.sock = self.base / "data", self.base / "sock"
+        self.sock.mkdir()
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:  # postgres refuses to run as root
+            user = pwd.getpwnam("postgres")
+            for path in (self.base, self.sock):
+                os.chown(path, user.pw_uid, user.pw_gid)
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        subprocess.run([*self.run_as, str(self.bindir / "initdb"), "-D", str(self.data), "-U", "toktoken",
+                        "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
+        self.url = f"postgresql://toktoken@127.0.0.1:{self.port}/postgres"
+        self.server: subprocess.Popen | None = None
+        self.start()
 
-    deadline = time.monotonic() + 30
-    while True:
+    def start(self) -> None:
+        import psycopg
+
+        self.server = subprocess.Popen(
+            [*self.run_as, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+             "-k", str(self.sock), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """PostgreSQL's fast shutdown (SIGINT to the postmaster, not to
+        runuser): open connections are cut, as when a server goes away."""
+        if self.server is None or self.server.poll() is not None:
+            return
         try:
-            psycopg.connect(url).close()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise
-            time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(20)
-    shutil.rmtree(base, ignore_errors=True)
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(postmaster, signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            self.server.terminate()
+        self.server.wait(30)
+
+    def close(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres):
+    return postgres.url

@@ -211,16 +211,23 @@ def test_systemd_execstart_serves_reloads_and_stops(tmp_path, backend):
     try:
         url = f"http://127.0.0.1:{port}"
         assert wait_for_http(url + "/health", 30, proc), (tmp_path / "serve.log").read_text()
-        # (an idle keep-alive connection would hold an old worker until
-        # gunicorn's keepalive timeout: close it, as a finished client does)
-        r = requests.post(url + "/v1/messages", headers={"x-api-key": KEY, "Connection": "close"},
-                          json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        # A client that keeps its connection idle, as every SDK and Claude Code do:
+        # neither the reload nor the stop waits for it.
+        idle = requests.Session()
+        r = idle.post(url + "/v1/messages", headers={"x-api-key": KEY},
+                      json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
         assert r.status_code == 200
         proc.send_signal(signal.SIGHUP)  # ExecReload
         time.sleep(1.5)
         assert requests.get(url + "/health", timeout=5).status_code == 200
+        assert "Worker graceful timeout" not in (tmp_path / "serve.log").read_text()
+        r = idle.post(url + "/v1/messages", headers={"x-api-key": KEY},
+                      json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        assert r.status_code == 200  # the client's next request reaches a new worker
+        stopped = time.monotonic()
         proc.send_signal(signal.SIGTERM)  # KillSignal
         assert proc.wait(20) == 0
+        assert time.monotonic() - stopped < 3, "the stop waited for an idle client"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -340,3 +347,43 @@ def test_kubernetes_probes_and_termination():
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     config = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
     assert pod["terminationGracePeriodSeconds"] > int(config["GRACEFUL_TIMEOUT"])
+
+
+def test_kubernetes_termination_replayed(tmp_path, backend):
+    """What the kubelet does, in order: the preStop sleep (the Service stops
+    routing here; requests still arrive and are served), then SIGTERM with a
+    stream in flight and idle keep-alive clients: the stream completes and the
+    process exits right after, far inside terminationGracePeriodSeconds."""
+    import yaml
+
+    from .conftest import GatewayProcess
+    from .fake_backend import Pause, Sse, chunk, usage_chunk
+
+    pod = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text())["spec"][
+        "template"
+    ]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    config = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
+    env = {k: v for k, v in config.items() if k not in ("HOST", "PORT")}
+    gw = GatewayProcess({**env, "VLLM_URL": backend.url, "API_KEY": KEY}, tmp_path / "gw.log")
+    try:
+        idle = requests.Session()
+        assert idle.get(gw.url + "/health/ready", timeout=5).status_code == 200
+        started = time.monotonic()
+        while time.monotonic() - started < pre_stop:  # preStop: still serving
+            assert requests.get(gw.url + "/health/ready", timeout=5).status_code == 200
+            time.sleep(0.5)
+        backend.handler = lambda req: Sse([chunk({"content": "a"}), Pause(1.0), chunk({"content": "b"}),
+                                           chunk({}, "stop"), usage_chunk(5, 2)])  # fmt: skip
+        r = requests.post(gw.url + "/v1/messages", headers={"x-api-key": KEY}, stream=True, timeout=30,
+                          json={"model": "m", "max_tokens": 5, "stream": True,
+                                "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        parts = r.iter_content(chunk_size=None)
+        received = [next(parts)]
+        gw.proc.send_signal(signal.SIGTERM)
+        received += list(parts)
+        assert b"event: message_stop" in b"".join(received)
+        assert gw.proc.wait(pod["terminationGracePeriodSeconds"]) == 0
+        assert time.monotonic() - started < pre_stop + 5
+    finally:
+        gw.stop()

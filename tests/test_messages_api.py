@@ -120,20 +120,27 @@ def test_backends_are_probed_at_startup_with_one_line(gateway):
     assert len(lines) == 1 and "is reachable" in lines[0]
 
 
-def test_health_and_head_need_no_key(gateway):
+def test_health_and_head_need_no_key_and_tell_strangers_little(gateway, backend):
     assert requests.head(gateway.url + "/").status_code == 200
     h = requests.get(gateway.url + "/health")
     assert h.status_code == 200
+    assert h.json() == {"status": "ok", "backends": [{"name": "default", "up": True}]}
+    assert backend.url not in h.text
+    r = requests.get(gateway.url + "/health/ready")
+    assert r.status_code == 200 and backend.url not in r.text
+    # a key holder sees the details
+    h = requests.get(gateway.url + "/health", headers={"x-api-key": KEY})
     backend_health = h.json()["backends"][0]
-    assert backend_health["reachable"] is True and backend_health["latency_ms"] is not None
-    assert requests.get(gateway.url + "/health/ready").status_code == 200
+    assert backend_health["url"] == backend.url and backend_health["reachable"] is True
+    assert backend_health["latency_ms"] is not None and "capabilities" in backend_health
+    assert h.json()["ledger"] == {"state": "disabled"}
 
 
 def test_health_with_backend_down(gateway_factory):
     gw = gateway_factory(VLLM_URL="http://127.0.0.1:9")
     h = requests.get(gw.url + "/health")
     assert h.status_code == 200
-    assert h.json()["status"] == "degraded" and h.json()["backends"][0]["reachable"] is False
+    assert h.json()["status"] == "degraded" and h.json()["backends"][0]["up"] is False
     assert requests.get(gw.url + "/health/ready").status_code == 503
 
 
@@ -179,9 +186,11 @@ def test_backend_json_error_without_choices_is_api_error(gateway, backend):
 
 
 def test_json_corner_cases_the_stdlib_accepts_are_accepted(gateway, backend):
-    # a lone UTF-16 surrogate (e.g. a tool result cut mid-emoji) and a huge integer
+    # a lone UTF-16 surrogate (e.g. a tool result cut mid-emoji) and a huge integer:
+    # valid JSON; the surrogate, which nothing downstream can encode, becomes U+FFFD
     raw = ('{"model": "m", "max_tokens": 10, "metadata": {"n": 123456789012345678901234567890},'
-           ' "messages": [{"role": "user", "content": "half an emoji: \\ud83d"}]}')  # fmt: skip
+           ' "messages": [{"role": "user", "content": "half an emoji: \\ud83d, a whole one: \\ud83d\\ude00"}]}')  # fmt: skip
     r = post(gateway, raw)
     assert r.status_code == 200, r.text
-    assert backend.chat_requests[-1].body["messages"][-1]["content"] == "half an emoji: \ud83d"
+    sent = backend.chat_requests[-1].body["messages"][-1]["content"]
+    assert sent == "half an emoji: \ufffd, a whole one: \U0001f600"

@@ -34,7 +34,8 @@ def client(gw) -> anthropic.Anthropic:
 
 
 def test_capabilities_are_discovered(real_gateway):
-    caps = requests.get(real_gateway.url + "/health").json()["backends"][0]["capabilities"]
+    health = requests.get(real_gateway.url + "/health", headers={"x-api-key": KEY}).json()
+    caps = health["backends"][0]["capabilities"]
     assert caps["kind"] == "llamacpp" and caps["tokenizer"] == "llamacpp-template"
     assert caps["context"] == REAL_BACKEND_CONTEXT and caps["context_source"] == "discovered"
     models = requests.get(real_gateway.url + "/v1/models",

@@ -105,6 +105,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
+        if isinstance(exc, RecursionError):
+            # Only a client's nesting recurses this deep (jsonio.MAX_DEPTH levels
+            # parse; the standard library's serialiser fails before that).
+            return _error_response(InvalidRequest("the request is nested too deeply to handle"))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _error_response(ApiError("internal gateway error; see the gateway log"))
 

@@ -36,3 +36,12 @@ def check_key(headers, allowed: tuple[str, ...]) -> str:
     if not match:
         raise AuthenticationFailed("invalid API key")
     return key
+
+
+def has_valid_key(headers, allowed: tuple[str, ...]) -> bool:
+    """For endpoints that answer everyone but say more to a key holder."""
+    try:
+        check_key(headers, allowed)
+    except AuthenticationFailed:
+        return False
+    return True

@@ -60,8 +60,12 @@ class InvalidRequest(GatewayError):
 
 
 class PromptTooLong(InvalidRequest):
-    """The prompt does not fit the backend's context window. The wording is
-    Anthropic's (Claude Code reacts to it by compacting the conversation)."""
+    """The prompt does not fit the backend's context window. Each dialect gets
+    its own wording, because clients parse it: Anthropic's
+    ``prompt is too long: N tokens > M maximum`` (Claude Code compacts the
+    conversation on it, reading both numbers: never change it), and on the
+    OpenAI route OpenAI's ``context_length_exceeded`` (the openai SDK's users,
+    LangChain, Open WebUI and Continue recognise overflow by that code)."""
 
     def __init__(self, prompt_tokens: int | None, context: int | None):
         self.prompt_tokens = prompt_tokens
@@ -72,12 +76,41 @@ class PromptTooLong(InvalidRequest):
             message = f"prompt is too long: it does not fit the context of {context} tokens"
         else:
             message = "prompt is too long for the backend's context window"
-        super().__init__(message)
+        super().__init__(message, param="messages")
+
+    def openai_body(self) -> dict:
+        if self.context is not None and self.prompt_tokens is not None:
+            message = (
+                f"This model's maximum context length is {self.context} tokens. However, "
+                f"your messages resulted in {self.prompt_tokens} tokens. Please reduce "
+                "the length of the messages."
+            )
+        elif self.context is not None:
+            message = (
+                f"This model's maximum context length is {self.context} tokens. Please "
+                "reduce the length of the messages."
+            )
+        else:
+            message = "This model's maximum context length was exceeded. Please reduce the length of the messages."
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
 
 
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"
+    openai_type = "invalid_request_error"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
     openai_type = "invalid_request_error"
 
 
@@ -150,3 +183,22 @@ def stream_error(err) -> GatewayError:
     if kind in _BY_TYPE:
         return _BY_TYPE[kind](f"the backend failed mid-stream: {message}")
     return ApiError(f"the backend failed mid-stream: {message}")
+
+
+def error_for_status(status: int, message: str) -> GatewayError:
+    """An error of the class that owns ``status`` (for answers the HTTP
+    server itself gives, e.g. gunicorn's 414 and 431)."""
+    for cls in (
+        InvalidRequest,
+        AuthenticationFailed,
+        PermissionDenied,
+        NotFound,
+        RequestTooLarge,
+        RateLimited,
+        Overloaded,
+        BackendUnavailable,
+        BackendTimeout,
+    ):
+        if cls.status == status:
+            return cls(message)
+    return (InvalidRequest if 400 <= status < 500 else ApiError)(message, status=status)

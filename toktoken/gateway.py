@@ -27,6 +27,7 @@ class Gateway:
                 open_store(settings.telemetry_db),
                 flush_interval=settings.telemetry_flush_interval,
                 retention_days=settings.telemetry_retention_days,
+                backlog=settings.telemetry_backlog,
             )
 
     def startup(self, log_probes: bool = True) -> list[Health]:

@@ -31,7 +31,9 @@ def json_body() -> object:
     if not raw.strip():
         raise InvalidRequest("the request body is empty: send a JSON object")
     try:
-        return jsonio.loads(raw)
+        return jsonio.loads_untrusted(raw)
+    except jsonio.TooDeep as exc:
+        raise InvalidRequest(f"the request body is refused: {exc}") from None
     except ValueError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
 

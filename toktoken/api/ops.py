@@ -1,43 +1,76 @@
-"""Operations endpoints: liveness, readiness, HEAD /. No API key needed."""
+"""Operations endpoints: liveness, readiness, metrics, HEAD /. No API key
+needed; /health and /health/ready give details (backend URLs, latencies,
+capabilities, the ledger) only to a valid key."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import os
 
+from flask import Blueprint, Response, jsonify, request
+
+from ..auth import has_valid_key
 from ..gateway import current_gateway
 
 bp = Blueprint("ops", __name__)
 
-PUBLIC_ENDPOINTS = {"ops.root", "ops.health", "ops.ready", "ops.metrics"}
+PUBLIC_ENDPOINTS = {"ops.root", "ops.health", "ops.ready", "ops.metrics", "ops.openapi"}
 
 
 @bp.route("/", methods=["GET", "HEAD"])
 def root():
     # Claude Code 2.1.197 sends HEAD / before its first request.
-    return jsonify({"name": "toktoken", "endpoints": ["/v1/messages", "/v1/models", "/health"]})
+    return jsonify(
+        {
+            "name": "toktoken",
+            "endpoints": ["/v1/messages", "/v1/models", "/health"],
+            "openapi": "/openapi.json",
+        }
+    )
 
 
 @bp.get("/health")
 def health():
-    """The process is alive (200) and how each backend looks right now."""
-    backends = current_gateway().backends
+    """The process is alive (200), and each backend up or down. With a valid
+    key: each backend's URL, latency and capabilities, and this worker's
+    usage ledger (state, last write, backlog, drops)."""
+    gateway = current_gateway()
+    backends = gateway.backends
     probes = backends.health()
     status = "ok" if all(p.reachable for p in probes) else "degraded"
+    if not has_valid_key(request.headers, gateway.settings.api_keys):
+        return jsonify({"status": status, "backends": [_up(p) for p in probes]})
     entries = []
     for backend, probe in zip(backends.all, probes, strict=True):
-        entry = probe.as_dict()
+        entry = {**_up(probe), **probe.as_dict()}
         if probe.reachable:
             entry["capabilities"] = backends.caps(backend).as_dict()
         entries.append(entry)
-    return jsonify({"status": status, "backends": entries})
+    ledger = gateway.recorder.state() if gateway.recorder else {"state": "disabled"}
+    return jsonify({"status": status, "backends": entries, "ledger": ledger, "worker": os.getpid()})
 
 
 @bp.get("/health/ready")
 def ready():
-    """503 while the default backend cannot be reached: take us out of rotation."""
-    probe = current_gateway().backends.health()[0]  # the default backend comes first
-    body = {"ready": probe.reachable, "backend": probe.as_dict()}
-    return jsonify(body), (200 if probe.reachable else 503)
+    """503 while the default backend cannot be reached: take us out of rotation.
+    (The usage ledger never makes the gateway unready: requests are served.)"""
+    gateway = current_gateway()
+    probe = gateway.backends.health()[0]  # the default backend comes first
+    detail = (
+        probe.as_dict() if has_valid_key(request.headers, gateway.settings.api_keys) else _up(probe)
+    )
+    return jsonify({"ready": probe.reachable, "backend": detail}), (200 if probe.reachable else 503)
+
+
+def _up(probe) -> dict:
+    return {"name": probe.name, "up": probe.reachable}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The gateway's OpenAPI 3.1 document (toktoken/openapi/)."""
+    from ..openapi import document
+
+    return jsonify(document())
 
 
 @bp.get("/metrics")

@@ -12,6 +12,8 @@ from ..telemetry.store import GROUPS
 
 bp = Blueprint("stats", __name__)
 
+_EPOCH, _YEAR_9999 = 0.0, 253402300799.0  # what a timestamp can be shown as
+
 
 @bp.get("/stats")
 def stats():
@@ -29,7 +31,7 @@ def stats():
         )
     since = _time_param("since")
     until = _time_param("until")
-    group_by = request.args.get("group_by") or None
+    group_by = request.args.get("group_by")
     if group_by is not None and group_by not in GROUPS:
         raise InvalidRequest(f"group_by must be one of {', '.join(GROUPS)}", param="group_by")
     result = gateway.recorder.store.stats(since, until, group_by)
@@ -51,19 +53,20 @@ def _time_param(name: str) -> float | None:
     raw = request.args.get(name)
     if not raw:
         return None
+    refused = InvalidRequest(f"{name} must be unix seconds or an ISO 8601 time", param=name)
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(
-            f"{name} must be unix seconds or an ISO 8601 time", param=name
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise refused from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp()
+    if not _EPOCH <= seconds <= _YEAR_9999:  # NaN and infinities too
+        raise refused
+    return seconds
 
 
 def _iso(ts: float | None) -> str | None:

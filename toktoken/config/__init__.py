@@ -9,6 +9,6 @@ package before gevent patches the worker: nothing here may import requests.
 """
 
 from .model import BackendSettings, ConfigError, Route
-from .settings import Settings
+from .settings import Settings, keep_running, running
 
-__all__ = ["BackendSettings", "ConfigError", "Route", "Settings"]
+__all__ = ["BackendSettings", "ConfigError", "Route", "Settings", "keep_running", "running"]

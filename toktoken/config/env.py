@@ -105,6 +105,7 @@ SETTINGS_VARS = (
     Var("TELEMETRY_DB", "telemetry_db", text),
     Var("TELEMETRY_FLUSH_INTERVAL", "telemetry_flush_interval", seconds),
     Var("TELEMETRY_RETENTION_DAYS", "telemetry_retention_days", integer(0, 100000)),
+    Var("TELEMETRY_BACKLOG", "telemetry_backlog", integer(100, 10**8)),
     Var("LOG_LEVEL", "log_level", choice(*LOG_LEVELS)),
     Var("LOG_FORMAT", "log_format", choice(*LOG_FORMATS)),
     Var("HEALTH_INTERVAL", "health_interval", seconds),

@@ -35,6 +35,8 @@ class Settings:
     telemetry_db: str = "toktoken-usage.db"
     telemetry_flush_interval: float = 1.0
     telemetry_retention_days: int = 0  # 0: keep every record
+    # Records kept in memory per worker while the ledger is down.
+    telemetry_backlog: int = 100_000
     log_level: str = "info"
     log_format: str = "text"  # text | json
     health_interval: float = 15.0
@@ -108,3 +110,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# The settings this process runs with, once validated (see gunicorn.conf.py):
+# gunicorn's master validates the configuration at start-up and at each
+# SIGHUP reload, and the workers it forks inherit what it kept — the last
+# configuration that validated, so a broken file is refused by the master
+# instead of stopping every new worker.
+_running: Settings | None = None
+
+
+def running() -> Settings | None:
+    return _running
+
+
+def keep_running(settings: Settings) -> None:
+    global _running
+    _running = settings

@@ -155,8 +155,10 @@ def _add_reminder(messages: list[dict], texts: list[str]) -> None:
     """System guidance after the conversation started, at its place, as user
     content: joined to the user message just before it, else a user message
     of its own (after tool results, or at the start)."""
-    note = "\n\n".join(t if t.startswith(REMINDER_OPEN) else f"{REMINDER_OPEN}\n{t}\n{REMINDER_CLOSE}"
-                        for t in texts)  # fmt: skip
+    note = "\n\n".join(
+        t if t.startswith(REMINDER_OPEN) else f"{REMINDER_OPEN}\n{t}\n{REMINDER_CLOSE}"
+        for t in texts
+    )
     last = messages[-1] if messages else None
     if last is None or last["role"] != "user":
         messages.append({"role": "user", "content": note})

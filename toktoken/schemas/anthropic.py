@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from .fields import StrictBool, StrictInteger, StrictNumber, TypedObject
+
 # What each known block type needs to be usable. Unknown types need only "type".
 _BLOCK_REQUIRED = {
     "text": {"text": str},
@@ -41,6 +43,8 @@ class _Messages(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, list):
             raise ValidationError("Not a valid list.")
+        if not value:
+            raise ValidationError("at least one message is required")
         errors: dict = {}
         for i, message in enumerate(value):
             if not isinstance(message, dict):
@@ -78,6 +82,8 @@ class _Tools(fields.Field):
                 errors[i] = {"_schema": ["must be an object"]}
             elif not isinstance(tool.get("name"), str):
                 errors[i] = {"name": ["Missing data for required field."]}
+            elif "input_schema" in tool and not isinstance(tool["input_schema"], dict):
+                errors[i] = {"input_schema": ["Not a valid object."]}
         if errors:
             raise ValidationError(errors)
         return value
@@ -102,12 +108,25 @@ def _block_problem(block) -> str | None:
 
 
 class _System(fields.Field):
+    """A string or a list of blocks, each with a string ``type``; text blocks
+    need their ``text`` (other block types are tolerated: client drift)."""
+
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
             return value
-        if isinstance(value, list) and all(isinstance(b, dict) for b in value):
-            return value
-        raise ValidationError("must be a string or a list of text blocks")
+        if not isinstance(value, list):
+            raise ValidationError("must be a string or a list of text blocks")
+        errors = {}
+        for i, block in enumerate(value):
+            if not isinstance(block, dict):
+                errors[i] = ["must be an object"]
+            elif not isinstance(block.get("type"), str):
+                errors[i] = {"type": ["Field required (a string)."]}
+            elif block["type"] == "text" and not isinstance(block.get("text"), str):
+                errors[i] = {"text": ["Field required for a text block."]}
+        if errors:
+            raise ValidationError(errors)
+        return value
 
 
 class MessagesRequestSchema(Schema):
@@ -115,25 +134,25 @@ class MessagesRequestSchema(Schema):
         unknown = INCLUDE
 
     model = fields.String(required=True, validate=validate.Length(min=1))
-    max_tokens = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    max_tokens = StrictInteger(required=True, minimum=1)
     # Any role string is accepted: "user", "assistant", Claude Code's mid-list
     # "system", and whatever a future client sends (treated as user text).
     messages = _Messages(required=True)
     system = _System()
-    stream = fields.Boolean(truthy={True}, falsy={False})
-    temperature = fields.Float(allow_none=True)
-    top_p = fields.Float(allow_none=True)
-    top_k = fields.Integer(strict=True, allow_none=True)
+    stream = StrictBool(allow_none=True)
+    temperature = StrictNumber(allow_none=True, minimum=0)
+    top_p = StrictNumber(allow_none=True, minimum=0, maximum=1)
+    top_k = StrictInteger(allow_none=True, minimum=0)
     stop_sequences = fields.List(fields.String(), allow_none=True)
     tools = _Tools(allow_none=True)
-    tool_choice = fields.Dict(allow_none=True)
+    tool_choice = TypedObject(allow_none=True, required={"tool": ("name",)})
     metadata = fields.Dict(allow_none=True)
-    thinking = fields.Dict(allow_none=True)
+    thinking = TypedObject(allow_none=True)
     output_config = fields.Dict(allow_none=True)
 
 
 class CountTokensRequestSchema(MessagesRequestSchema):
-    max_tokens = fields.Integer(strict=True, validate=validate.Range(min=1))
+    max_tokens = StrictInteger(minimum=1)
 
 
 _messages_schema = MessagesRequestSchema()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from .fields import StrictBool, StrictInteger, StrictNumber
+
 
 class _Messages(fields.Field):
     """Checked with plain code, not a nested schema per message (see
@@ -33,19 +35,43 @@ class _Messages(fields.Field):
         return value
 
 
+class _ToolChoice(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("type"), str):
+            return value
+        raise ValidationError('must be "none", "auto", "required" or an object with a "type"')
+
+
+class _Stop(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(s, str) for s in value)
+        ):
+            return value
+        raise ValidationError("must be a string or a list of strings")
+
+
 class ChatCompletionRequestSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
     model = fields.String(required=True, validate=validate.Length(min=1))
     messages = _Messages(required=True)
-    stream = fields.Boolean(truthy={True}, falsy={False}, allow_none=True)
+    stream = StrictBool(allow_none=True)
     stream_options = fields.Dict(allow_none=True)
-    max_tokens = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
-    max_completion_tokens = fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=1)
-    )
+    max_tokens = StrictInteger(allow_none=True, minimum=1)
+    max_completion_tokens = StrictInteger(allow_none=True, minimum=1)
+    temperature = StrictNumber(allow_none=True, minimum=0)
+    top_p = StrictNumber(allow_none=True, minimum=0, maximum=1)
+    frequency_penalty = StrictNumber(allow_none=True)
+    presence_penalty = StrictNumber(allow_none=True)
+    n = StrictInteger(allow_none=True, minimum=1)
     tools = fields.List(fields.Dict(), allow_none=True)
+    tool_choice = _ToolChoice(allow_none=True)
+    stop = _Stop(allow_none=True)
+    user = fields.String(allow_none=True)
 
 
 _schema = ChatCompletionRequestSchema()

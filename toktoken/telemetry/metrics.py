@@ -54,6 +54,12 @@ PREFIX_REUSE = Histogram(
     ["backend"],
     buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0),
 )
+RECORDS_DROPPED = Counter(
+    "toktoken_usage_records_dropped",
+    "Usage records that could not be written: unwritable (a value the ledger refuses), "
+    "backlog_full (the ledger was down past TELEMETRY_BACKLOG records)",
+    ["reason"],
+)
 ACTIVE_STREAMS = Gauge(
     "toktoken_active_streams", "Streams being relayed now", ["route"], multiprocess_mode="livesum"
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
@@ -13,6 +14,21 @@ from . import metrics
 
 if TYPE_CHECKING:
     from ..convert import Usage
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_INT = 2**63 - 1  # the ledgers' INTEGER / BIGINT
+
+
+def _text(value: str | None) -> str | None:
+    """A string every ledger can encode: lone UTF-16 surrogates become U+FFFD."""
+    if value is None or value.isascii():
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _count(value: int | None) -> int:
+    return min(max(value or 0, 0), _MAX_INT)
 
 
 @functools.lru_cache(maxsize=256)  # a handful of keys, presented on every request
@@ -110,21 +126,21 @@ class RequestRecord:
         record = UsageRecord(
             ts=self.ts,
             request_id=self.request_id,
-            route=self.route,
+            route=_text(self.route),
             key_fp=self.key_fp,
-            model=self.model,
+            model=_text(self.model),
             backend=self.backend,
-            backend_model=self.backend_model,
-            input_tokens=input_tokens or 0,
-            output_tokens=output_tokens or 0,
-            cache_read_tokens=usage.cache_read_tokens if usage else 0,
+            backend_model=_text(self.backend_model),
+            input_tokens=_count(input_tokens),
+            output_tokens=_count(output_tokens),
+            cache_read_tokens=_count(usage.cache_read_tokens if usage else 0),
             tokens_exact=bool(usage and usage.exact),
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             stream=self.stream,
             status=status,
-            error_type=error_type,
-            session_id=self.session_id,
+            error_type=_text(error_type),
+            session_id=_text(self.session_id),
             prefix_reuse=self.prefix_reuse,
         )
         metrics.observe(record)

@@ -182,23 +182,40 @@ class SQLiteStore(_Store):
             db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.Error:
+                db.close()
+                raise
             self._local.db = db
         return db
 
     def _execute(self, sql: str, params=()):
         return self._connect().execute(sql, params)
 
+    def unavailable(self, exc: BaseException) -> bool:
+        """The database itself failed (read-only, disk full or I/O error,
+        locked past the busy timeout), not one record's values."""
+        return isinstance(exc, sqlite3.OperationalError)
+
     def _insert_many(self, sql: str, rows: list[tuple]) -> None:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(sql, rows)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError:
+            # Reopen next time: a file made writable again, a disk with room.
+            stale, self._local.db = getattr(self._local, "db", None), None
+            if stale is not None:
+                stale.close()
             raise
 
 
@@ -250,13 +267,17 @@ class PostgresStore(_Store):
             self._local.db = None  # a dropped connection: reconnect once
             return self._connect().execute(sql, params)
 
+    def unavailable(self, exc: BaseException) -> bool:
+        """The server is unreachable or gone, not one record's values."""
+        return isinstance(exc, self._psycopg.OperationalError | self._psycopg.InterfaceError)
+
     def _insert_many(self, sql: str, rows: list[tuple]) -> None:
-        db = self._connect()
         try:
+            db = self._connect()
             with db.transaction(), db.cursor() as cursor:
                 cursor.executemany(sql, rows)
-        except self._psycopg.OperationalError:
-            self._local.db = None
+        except (self._psycopg.OperationalError, self._psycopg.InterfaceError):
+            self._local.db = None  # reconnect next time
             raise
 
 
