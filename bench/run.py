@@ -32,6 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import convert_chunks  # noqa: E402  (bench/convert_chunks.py)
 import session  # noqa: E402  (bench/session.py)
 
 from toktoken.convert import to_openai_request  # noqa: E402
@@ -298,8 +299,18 @@ def main() -> int:
             shutil.rmtree(baseline_root, ignore_errors=True)
     report(results, floor, args.baseline)
     session.report(session_rows)
+    chunk_costs = convert_chunks.measure()
+    convert_chunks.report(chunk_costs)
     Path(ROOT / "bench" / "last-results.json").write_text(
-        json.dumps({"workloads": results, "floor": floor, "session": session_rows}, indent=1)
+        json.dumps(
+            {
+                "workloads": results,
+                "floor": floor,
+                "session": session_rows,
+                "stream_machine_us_per_chunk": {k: v * 1e6 for k, v in chunk_costs.items()},
+            },
+            indent=1,
+        )  # fmt: skip
     )
     return 0
 

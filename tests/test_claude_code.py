@@ -63,6 +63,21 @@ def test_plain_answer_arrives_intact(gateway, backend, tmp_path):
     assert main and main[0].stream and main[0].body["model"] == "fake-model"
 
 
+def _create_out_txt(gateway, backend, handler, work, tmp_path) -> list:
+    """Claude Code asked to create out.txt, with ``handler`` as the model: the
+    file is written and the answer arrives; the upstream requests that
+    carried the tool result back."""
+    backend.handler = handler
+    result = run_claude(gateway, "create out.txt containing hi", work, tmp_path / "home",
+                        "--allowedTools", "Bash")  # fmt: skip
+    assert result["_exit"] == 0, result
+    assert result["result"] == "Done: out.txt now contains hi."
+    assert (work / "out.txt").read_text().strip() == "hi"
+    return [
+        r for r in backend.chat_requests if r.body.get("tools") and last_upstream_role(r) == "tool"
+    ]
+
+
 def _tool_loop(gateway, backend, tmp_path, *, thinking):
     work = tmp_path / "work"
     work.mkdir()
@@ -74,15 +89,7 @@ def _tool_loop(gateway, backend, tmp_path, *, thinking):
             return answer("Done: out.txt now contains hi.")
         return tool_call_stream("call_bash_1", "echo hi > out.txt", thinking=thinking)
 
-    backend.handler = handler
-    result = run_claude(gateway, "create out.txt containing hi", work, tmp_path / "home",
-                        "--allowedTools", "Bash")  # fmt: skip
-    assert result["_exit"] == 0, result
-    assert result["result"] == "Done: out.txt now contains hi."
-    assert (work / "out.txt").read_text().strip() == "hi"
-    second = [
-        r for r in backend.chat_requests if r.body.get("tools") and last_upstream_role(r) == "tool"
-    ]
+    second = _create_out_txt(gateway, backend, handler, work, tmp_path)
     assert second, "Claude Code never sent the tool result back"
     messages = second[0].body["messages"]
     assistant = [m for m in messages if m["role"] == "assistant"][-1]
@@ -105,6 +112,36 @@ def test_thinking_and_tool_turn_round_trips(gateway, backend, tmp_path):
     messages = _tool_loop(gateway, backend, tmp_path, thinking="The user wants a file; use Bash.")
     # the echoed thinking block was accepted and not replayed as text
     assert "The user wants a file" not in json.dumps(messages)
+
+
+def test_a_tool_call_left_in_the_text_still_runs(gateway, backend, tmp_path):
+    """A server without a tool-call parser: Qwen3-Coder's XML arrives as text,
+    streamed in small pieces. The gateway turns it into a tool_use, Claude
+    Code runs Bash, and the next turn carries a real tool call and its result."""
+    work = tmp_path / "work"
+    work.mkdir()
+    xml = ("I'll create the file.\n<tool_call>\n<function=Bash>\n<parameter=command>\n"
+           "echo hi > out.txt\n</parameter>\n<parameter=description>\nWrite hi to out.txt\n"
+           "</parameter>\n<parameter=timeout>\n60000\n</parameter>\n</function>\n</tool_call>")  # fmt: skip
+
+    def handler(req):
+        if not req.body.get("tools"):
+            return answer("ok")
+        if last_upstream_role(req) == "tool":
+            return answer("Done: out.txt now contains hi.")
+        pieces = [xml[i : i + 4] for i in range(0, len(xml), 4)]
+        return Sse(
+            [chunk({"content": p}) for p in pieces] + [chunk({}, "stop"), usage_chunk(900, 60)]
+        )
+
+    second = _create_out_txt(gateway, backend, handler, work, tmp_path)
+    assistant = [m for m in second[0].body["messages"] if m["role"] == "assistant"][-1]
+    assert assistant["content"] == "I'll create the file.\n"
+    [call] = assistant["tool_calls"]
+    assert call["function"]["name"] == "Bash"
+    args = json.loads(call["function"]["arguments"])
+    assert args["command"] == "echo hi > out.txt" and args["timeout"] == 60000  # typed
+    assert second[0].body["messages"][-1]["tool_call_id"] == call["id"]
 
 
 # Sessions: the prefix cache and the context window ---------------------------------------

@@ -44,10 +44,12 @@ from .convert import (
     OpenAIPassthrough,
     StreamMachine,
     StreamTranslator,
+    ToolCallRescuer,
     Usage,
     apply_quirks,
     completion_as_chunks,
     for_openai_backend,
+    for_openai_client,
     to_anthropic_message,
     to_anthropic_request,
     to_openai_completion,
@@ -83,6 +85,7 @@ class Prepared:
     headers: dict
     input_estimate: int = 0  # prompt tokens, counted or estimated (Anthropic route)
     window: int | None = None  # the backend's context less the margin, when known
+    rescuer: ToolCallRescuer | None = None  # tool calls left in the text, when enabled
 
     @property
     def model(self) -> str:
@@ -133,7 +136,10 @@ class Pipeline:
                 data = jsonio.dumps(body)  # max_tokens may have changed
         estimate = prompt.tokens if prompt else estimate_prompt_tokens(data)
         window = caps.context - self.margin if caps.context else None
-        return Prepared(dialect, req, backend, stream, CHAT_PATH, body, data, {}, estimate, window)
+        rescuer = _rescuer(body, backend.settings.text_tool_calls)
+        return Prepared(
+            dialect, req, backend, stream, CHAT_PATH, body, data, {}, estimate, window, rescuer
+        )
 
     def _fit(self, backend: BackendClient, caps: Capabilities, body: dict, body_bytes: int):
         """Make ``body["max_tokens"]`` fit the backend's context window.
@@ -209,6 +215,7 @@ def _anthropic_from_openai(completion, prepared: Prepared) -> tuple[dict, Usage]
             prepared.model,
             input_tokens_estimate=prepared.input_estimate,
             window=prepared.window,
+            rescuer=prepared.rescuer,
         )
     except MalformedResponse as exc:
         raise ApiError(
@@ -227,9 +234,8 @@ def _anthropic_from_anthropic(message, prepared: Prepared) -> tuple[dict, Usage]
 def _openai_from_openai(completion, prepared: Prepared) -> tuple[dict, Usage]:
     if not isinstance(completion, dict) or not completion.get("choices"):
         raise ApiError(f"backend {prepared.backend.url} returned an invalid completion")
-    completion["model"] = prepared.model
     usage = Usage.from_openai(completion.get("usage"), completion.get("timings"))
-    return completion, usage or Usage()
+    return for_openai_client(completion, prepared.model, prepared.rescuer), usage or Usage()
 
 
 def _openai_from_anthropic(message, prepared: Prepared) -> tuple[dict, Usage]:
@@ -257,9 +263,30 @@ def _include_usage(prepared: Prepared) -> bool:
 
 _MACHINES = {
     (ANTHROPIC, False): lambda p: StreamTranslator(
-        p.model, input_tokens=p.input_estimate, max_tokens=p.body["max_tokens"], window=p.window
+        p.model,
+        input_tokens=p.input_estimate,
+        max_tokens=p.body["max_tokens"],
+        window=p.window,
+        rescuer=p.rescuer,
     ),
     (ANTHROPIC, True): lambda p: AnthropicPassthrough(p.model),
-    (OPENAI, False): lambda p: OpenAIPassthrough(p.model, include_usage=_include_usage(p)),
+    (OPENAI, False): lambda p: OpenAIPassthrough(
+        p.model, include_usage=_include_usage(p), rescuer=p.rescuer
+    ),
     (OPENAI, True): lambda p: AnthropicToOpenAIStream(p.model, include_usage=_include_usage(p)),
 }
+
+
+def _rescuer(body: dict, mode: str) -> ToolCallRescuer | None:
+    """For a request that declares tools, unless the backend's configuration
+    turns the rescue off (``text_tool_calls``): the declared names and their
+    schemas, in the OpenAI body the backend gets."""
+    if mode == "off" or not body.get("tools"):
+        return None
+    tools = {}
+    for tool in body["tools"]:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            params = function.get("parameters")
+            tools[function["name"]] = params if isinstance(params, dict) else None
+    return ToolCallRescuer(tools, dialect=None if mode == "auto" else mode) if tools else None

@@ -20,7 +20,7 @@ from ..pipeline import ANTHROPIC, Prepared
 from ..relay import client_gone_check, relay_anthropic, relay_openai
 from ..schemas.anthropic import first_error
 from ..sessions import session_id
-from ..telemetry.metrics import ACTIVE_STREAMS
+from ..telemetry.metrics import ACTIVE_STREAMS, TEXT_TOOL_CALLS
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -61,6 +61,7 @@ def answer(prepared: Prepared) -> Response:
     record.prefix_reuse = gateway.prefixes.observe(record.session_id, prepared.body)
     if not prepared.stream:
         body, usage = pipeline.complete(prepared)
+        _count_rescued(prepared, record)
         record.finish(status=200, usage=usage, first_token_at=time.monotonic())
         return jsonify(body)
     upstream, machine = pipeline.open(prepared)
@@ -68,6 +69,7 @@ def answer(prepared: Prepared) -> Response:
     def done(outcome: str, first_output_at, error_type) -> None:
         if outcome == "client_gone":
             error_type = "client_disconnected"
+        _count_rescued(prepared, record)
         record.finish(
             status=200,
             usage=machine.usage(),
@@ -90,6 +92,16 @@ def answer(prepared: Prepared) -> Response:
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
+
+
+def _count_rescued(prepared: Prepared, record) -> None:
+    """Tool calls rescued from the text: in the record and per dialect in
+    /metrics, so an operator learns the backend's parser is off."""
+    rescuer = prepared.rescuer
+    if rescuer is not None and rescuer.rescued:
+        record.text_tool_calls = rescuer.rescued
+        for dialect in rescuer.dialects:
+            TEXT_TOOL_CALLS.labels(prepared.backend.name, dialect).inc()
 
 
 def _counted(stream, route: str):

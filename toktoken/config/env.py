@@ -14,6 +14,7 @@ from .model import (
     COUNT_TOKENS_MODES,
     LOG_FORMATS,
     LOG_LEVELS,
+    TEXT_TOOL_MODES,
     ConfigError,
     check_quirks,
     mask,
@@ -131,6 +132,7 @@ BACKEND_VARS = (
     Var("CONTEXT", "context", context),
     Var("COUNT_TOKENS", "count_tokens", choice(*COUNT_TOKENS_MODES)),
     Var("QUIRKS", "quirks", quirks),
+    Var("TEXT_TOOL_CALLS", "text_tool_calls", choice(*TEXT_TOOL_MODES)),
 )
 
 

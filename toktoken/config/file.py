@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .model import (
     BACKEND_KINDS,
     COUNT_TOKENS_MODES,
+    TEXT_TOOL_MODES,
     BackendSettings,
     ConfigError,
     Route,
@@ -25,7 +26,7 @@ from .model import (
 
 _BACKEND_KEYS = {
     "url", "api_key", "api_key_env", "model", "kind", "context", "count_tokens",
-    "vision", "anthropic_native", "quirks",
+    "vision", "anthropic_native", "quirks", "text_tool_calls",
 }  # fmt: skip
 _ROUTE_KEYS = {"match", "backend"}
 
@@ -114,6 +115,15 @@ def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSet
     for flag in ("vision", "anthropic_native"):
         if not isinstance(table.get(flag, False), bool):
             raise ConfigError(f"{key}.{flag}", "true or false", str(table[flag]))
+    text_tools = table.get("text_tool_calls", "auto")
+    if isinstance(text_tools, bool):
+        text_tools = "auto" if text_tools else "off"
+    if text_tools not in TEXT_TOOL_MODES:
+        raise ConfigError(
+            f"{key}.text_tool_calls",
+            "true, false or one of " + ", ".join(TEXT_TOOL_MODES[2:]),
+            str(text_tools),
+        )
     return BackendSettings(
         name=name,
         url=url,
@@ -125,4 +135,5 @@ def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSet
         count_tokens=count_tokens,
         vision=table.get("vision", False),
         quirks=check_quirks(f"{key}.quirks", table.get("quirks", [])),
+        text_tool_calls=text_tools,
     )

@@ -16,6 +16,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 BACKEND_KINDS = ("auto", "vllm", "llamacpp", "ollama", "openai")
 COUNT_TOKENS_MODES = ("auto", "probe", "estimate")
+# Tool calls a backend leaves in the text (convert/text_tools.py): "auto"
+# recognises every dialect, "off" none, a dialect's name only that one.
+TEXT_TOOL_DIALECTS = ("hermes", "qwen3_coder", "glm45", "mistral", "llama3_json", "deepseek")
+TEXT_TOOL_MODES = ("auto", "off", *TEXT_TOOL_DIALECTS)
 # Named per-backend behaviours (applied by convert/quirks.py), and the model
 # names that imply them.
 QUIRKS = ("mistral",)
@@ -47,6 +51,7 @@ class BackendSettings:
     count_tokens: str = "auto"  # auto | probe | estimate
     vision: bool = False  # serves requests that carry images
     quirks: tuple[str, ...] = ()  # configured, plus those the model name implies
+    text_tool_calls: str = "auto"  # see TEXT_TOOL_MODES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quirks", implied_quirks(self.model, self.quirks))
@@ -63,6 +68,7 @@ class BackendSettings:
             "count_tokens": self.count_tokens,
             "vision": self.vision,
             "quirks": list(self.quirks),
+            "text_tool_calls": self.text_tool_calls,
         }
 
 

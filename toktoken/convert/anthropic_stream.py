@@ -35,6 +35,7 @@ from .common import (
     window_filled,
 )
 from .protocol import Phase, Usage
+from .text_tools import ToolCall, ToolCallRescuer
 from .thinking import ThinkTagSplitter
 from .tool_json import JsonPrefix, parse_arguments
 
@@ -67,6 +68,7 @@ class StreamTranslator:
         max_tokens: int | None = None,
         window: int | None = None,
         message_id: str | None = None,
+        rescuer: ToolCallRescuer | None = None,
     ):
         self.model = model
         self.max_tokens = max_tokens
@@ -78,6 +80,7 @@ class StreamTranslator:
         self._open: tuple[str, int, _ToolCall | None] | None = None  # (kind, index, tool)
         self._tools: dict[int, _ToolCall] = {}
         self._tags = ThinkTagSplitter()  # <think> inside content
+        self._rescuer = rescuer  # tool calls left in the text (text_tools.py)
         self._finish_reason: str | None = None
         self._matched_stop = None
         self._usage: dict | None = None
@@ -127,12 +130,16 @@ class StreamTranslator:
             content = delta.get("content")
             if isinstance(content, str) and content:
                 for kind, text in self._tags.feed(content):
-                    events += self._text_like(kind, text)
+                    events += self._content(kind, text)
             calls = delta.get("tool_calls")
             if not calls and isinstance(delta.get("function_call"), dict):
                 # Legacy single function call; llama.cpp sends it *beside*
                 # tool_calls, so it is used only when tool_calls is absent.
                 calls = [{"index": 0, "function": delta["function_call"]}]
+            if calls and self._rescuer is not None:
+                # The server parses tool calls itself: nothing in the text is one.
+                events += self._pieces(self._rescuer.disable())
+                self._rescuer = None
             for call in calls or []:
                 if isinstance(call, dict):
                     events += self._tool_delta(call)
@@ -155,7 +162,9 @@ class StreamTranslator:
             return self.fail(ApiError(msg))
         events = []
         for kind, text in self._tags.flush():
-            events += self._text_like(kind, text)
+            events += self._content(kind, text)
+        if self._rescuer is not None:
+            events += self._pieces(self._rescuer.finish())
         events += self._close_open()
         for tool in list(self._tools.values()):
             if tool.state == "pending":
@@ -184,7 +193,9 @@ class StreamTranslator:
             return []
         events = self.start() if self.phase is Phase.NEW else []
         for kind, text in self._tags.flush():
-            events += self._text_like(kind, text)
+            events += self._content(kind, text)
+        if self._rescuer is not None:  # what was held is text: nothing streamed is lost
+            events += self._pieces(self._rescuer.disable())
         events += self._close_open()
         self.phase = Phase.FAILED
         events.append(("error", error.anthropic_body()))
@@ -247,6 +258,24 @@ class StreamTranslator:
                 )
             tool.state = "closed"
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+        return events
+
+    def _content(self, kind: str, text: str) -> list[Event]:
+        if kind == "text" and self._rescuer is not None and not self._rescuer.passes(text):
+            return self._pieces(self._rescuer.feed(text))
+        return self._text_like(kind, text)
+
+    def _pieces(self, pieces: list) -> list[Event]:
+        """Text, and the tool calls the rescuer found in it, as blocks."""
+        events: list[Event] = []
+        for piece in pieces:
+            if isinstance(piece, ToolCall):
+                raw = json.dumps(piece.arguments, ensure_ascii=False)
+                self._content_chars += len(raw)
+                tool = _ToolCall(id=new_tool_use_id(), name=piece.name, raw=raw)
+                events += self._close_open() + self._open_tool(tool) + self._close_open()
+            else:
+                events += self._text_like("text", piece)
         return events
 
     def _text_like(self, kind: str, text: str) -> list[Event]:

@@ -13,6 +13,7 @@ from .common import (
     window_filled,
 )
 from .protocol import Usage
+from .text_tools import ToolCall, ToolCallRescuer
 from .thinking import split_think_tags
 from .tool_json import parse_arguments
 
@@ -27,6 +28,7 @@ def to_anthropic_message(
     *,
     input_tokens_estimate: int = 0,
     window: int | None = None,
+    rescuer: ToolCallRescuer | None = None,
 ) -> dict:
     choices = completion.get("choices") if isinstance(completion, dict) else None
     if not choices or not isinstance(choices[0], dict):
@@ -43,13 +45,15 @@ def to_anthropic_message(
         reasoning, text = split_think_tags(text)
     if isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": THINKING_SIGNATURE})
-    if isinstance(text, str) and text:
-        content.append({"type": "text", "text": text})
-
     calls = list(message.get("tool_calls") or [])
     legacy = message.get("function_call")
     if not calls and isinstance(legacy, dict) and legacy.get("name"):
         calls.append({"id": None, "function": legacy})
+    if isinstance(text, str) and text:
+        if rescuer is not None and not calls:  # the server parsed none: look in the text
+            content += _rescued(rescuer.feed(text) + rescuer.finish())
+        else:
+            content.append({"type": "text", "text": text})
     for call in calls:
         function = (call or {}).get("function") or {}
         if not function.get("name"):
@@ -82,6 +86,25 @@ def to_anthropic_message(
         "stop_sequence": sequence,
         "usage": usage.anthropic(),
     }
+
+
+def _rescued(pieces: list) -> list[dict]:
+    blocks: list[dict] = []
+    for piece in pieces:
+        if isinstance(piece, ToolCall):
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": new_tool_use_id(),
+                    "name": piece.name,
+                    "input": piece.arguments,
+                }
+            )
+        elif blocks and blocks[-1]["type"] == "text":
+            blocks[-1]["text"] += piece
+        else:
+            blocks.append({"type": "text", "text": piece})
+    return blocks
 
 
 def _estimated_usage(content: list[dict], input_tokens_estimate: int) -> Usage:

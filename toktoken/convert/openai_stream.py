@@ -14,12 +14,14 @@ openai SDK raises as an APIError.
 
 from __future__ import annotations
 
+import json
 import time
 
 from ..errors import ApiError, GatewayError, stream_error
 from .anthropic_response import FINISH_FOR_STOP
 from .common import random_id
 from .protocol import Phase, Usage
+from .text_tools import ToolCall, ToolCallRescuer
 
 
 class _ChunkMachine:
@@ -37,13 +39,15 @@ class _ChunkMachine:
 
 
 class OpenAIPassthrough(_ChunkMachine):
-    def __init__(self, model: str, *, include_usage: bool):
+    def __init__(self, model: str, *, include_usage: bool, rescuer: ToolCallRescuer | None = None):
         self.model = model
         self.include_usage = include_usage
         self.finish_reason: str | None = None
         self._usage: dict | None = None
         self._timings: dict | None = None
         self._chunks = 0
+        self._rescuer = rescuer  # tool calls left in the text (text_tools.py)
+        self._rescued = 0
 
     def feed(self, chunk: dict) -> list[dict]:
         if self.phase is not Phase.STREAMING or not isinstance(chunk, dict):
@@ -64,7 +68,60 @@ class OpenAIPassthrough(_ChunkMachine):
             if not chunk.get("choices") and "usage" in chunk:
                 return []  # the usage-only chunk the client did not ask for
             chunk.pop("usage", None)
+        if self._rescuer is not None and chunk.get("choices"):
+            return self._rescue(chunk)
         return [chunk]
+
+    def _rescue(self, chunk: dict) -> list[dict]:
+        """Content goes through the rescuer: text and the calls it finds leave
+        as their own chunks (``content`` / ``tool_calls`` deltas), and the
+        finish_reason then says ``tool_calls``."""
+        choice = chunk["choices"][0]
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            return [chunk]
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        if delta.get("tool_calls") or delta.get("function_call"):
+            held, self._rescuer = self._rescuer.disable(), None  # the server parses them itself
+            return self._pieces(chunk, held) + [chunk]
+        content = delta.get("content") if isinstance(delta.get("content"), str) else ""
+        finish = choice.get("finish_reason")
+        if not finish and (not content or self._rescuer.passes(content)):
+            return [chunk]  # nothing to decide: the chunk goes out as it came
+        pieces = self._rescuer.feed(content) if content else []
+        if finish:
+            pieces += self._rescuer.finish()
+        delta.pop("content", None)
+        out = self._pieces(chunk, pieces)
+        if finish:
+            if self._rescued:
+                choice["finish_reason"] = self.finish_reason = "tool_calls"
+            out.append(chunk)  # what else it carried, and the finish_reason
+        elif delta:
+            out.insert(0, chunk)  # a role or reasoning beside the content
+        return out
+
+    def _pieces(self, like: dict, pieces: list) -> list[dict]:
+        chunks = []
+        for piece in pieces:
+            if isinstance(piece, ToolCall):
+                call = {
+                    "index": self._rescued,
+                    "id": random_id("call_"),
+                    "type": "function",
+                    "function": {
+                        "name": piece.name,
+                        "arguments": json.dumps(piece.arguments, ensure_ascii=False),
+                    },
+                }
+                self._rescued += 1
+                delta = {"tool_calls": [call]}
+            else:
+                delta = {"content": piece}
+            head = {k: like[k] for k in ("id", "object", "created", "model") if k in like}
+            chunks.append(
+                {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            )
+        return chunks
 
     def finish(self) -> list[dict]:
         if self.phase is not Phase.STREAMING:

@@ -53,6 +53,11 @@ def collect(store, health: list, now: float | None = None) -> dict:
         "prefix_reuse": totals["avg_prefix_reuse"],
         "sessions": store.cache_by_session(first_hour),
     }
+    data["text_tool_calls"] = {
+        row["key"]: row["text_tool_calls"]
+        for row in store.stats(first_hour, None, "backend")["groups"]
+        if row["text_tool_calls"]
+    }
     lat = store.latencies(first_hour)
     latencies = [row[0] for row in lat if row[0] is not None]
     ttfts = [row[1] for row in lat if row[1] is not None]
@@ -170,6 +175,8 @@ def render(data: dict) -> str:
             f"<th>p99</th></tr>{rows}</table>"
         )
         sections.append(_cache_section(data["cache"]))
+        if data["text_tool_calls"]:
+            sections.append(_text_tool_calls_notice(data["text_tool_calls"]))
     else:
         sections.append(
             '<p class="notice">Telemetry is disabled: set TELEMETRY_ENABLED=true to record usage. '
@@ -188,6 +195,20 @@ def render(data: dict) -> str:
     )
     updated = datetime.fromtimestamp(data["now"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return PAGE.format(body="\n".join(sections), updated=updated)
+
+
+def _text_tool_calls_notice(counts: dict) -> str:
+    """Backends whose server left tool calls in the text: misconfigured."""
+    items = ", ".join(
+        f"<b>{escape(str(backend))}</b>: {n}" for backend, n in sorted(counts.items())
+    )
+    return (
+        '<h2>Tool calls in the text (last 24 hours)</h2><p class="notice">Tool calls the '
+        f"gateway found in the backend's text and turned into real calls: {items}. That "
+        "backend's server does not parse tool calls (vLLM without <code>--tool-call-parser</code>, "
+        "llama.cpp without <code>--jinja</code>, an Ollama template without tools); see "
+        'docs/configuration.md, "Tool calls in the text".</p>'
+    )
 
 
 def _share(value: float | None) -> str:

@@ -60,6 +60,12 @@ RECORDS_DROPPED = Counter(
     "backlog_full (the ledger was down past TELEMETRY_BACKLOG records)",
     ["reason"],
 )
+TEXT_TOOL_CALLS = Counter(
+    "toktoken_text_tool_calls",
+    "Tool calls a backend left in the text, turned into tool calls: its server does not parse "
+    "them (see docs/configuration.md, 'Tool calls in the text')",
+    ["backend", "dialect"],
+)
 ACTIVE_STREAMS = Gauge(
     "toktoken_active_streams", "Streams being relayed now", ["route"], multiprocess_mode="livesum"
 )

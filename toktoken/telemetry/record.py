@@ -63,6 +63,8 @@ class UsageRecord(NamedTuple):
     # Share of the upstream prompt repeating the session's previous request
     # (sessions.PrefixTracker); None for a session's first request.
     prefix_reuse: float | None = None
+    # Tool calls the backend left in the text and the gateway turned into calls.
+    text_tool_calls: int = 0
 
     def row(self) -> tuple:
         """Column values; booleans as 0/1 (INTEGER columns in both SQLite and PostgreSQL)."""
@@ -87,6 +89,7 @@ class RequestRecord:
     stream: bool = False
     session_id: str | None = None
     prefix_reuse: float | None = None
+    text_tool_calls: int = 0
     done: bool = False
 
     def finish(
@@ -120,6 +123,7 @@ class RequestRecord:
             output_tokens=output_tokens,
             cache_read_tokens=(usage.cache_read_tokens or None) if usage else None,
             prefix_reuse=self.prefix_reuse,
+            text_tool_calls=self.text_tool_calls or None,
             ms=round(latency_ms),
             ttft_ms=ttft_ms,
         )
@@ -142,6 +146,7 @@ class RequestRecord:
             error_type=_text(error_type),
             session_id=_text(self.session_id),
             prefix_reuse=self.prefix_reuse,
+            text_tool_calls=self.text_tool_calls,
         )
         metrics.observe(record)
         if self.recorder is not None:

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS usage (
     status INTEGER NOT NULL,
     error_type TEXT,
     session_id TEXT,
-    prefix_reuse REAL
+    prefix_reuse REAL,
+    text_tool_calls INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_model_ts ON usage (model, ts);
@@ -44,7 +45,11 @@ CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key_fp, ts);
 """
 # Columns added after the first release, and the index that uses them: a
 # ledger written by an older version gains them at start-up.
-ADDED_COLUMNS = {"session_id": "TEXT", "prefix_reuse": "REAL"}
+ADDED_COLUMNS = {
+    "session_id": "TEXT",
+    "prefix_reuse": "REAL",
+    "text_tool_calls": "INTEGER NOT NULL DEFAULT 0",
+}
 ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS usage_session_ts ON usage (session_id, ts)"
 
 # group_by -> SQL expression for the group key ({floor} differs per database:
@@ -68,7 +73,8 @@ _AGGREGATES = """
     COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,
     AVG(latency_ms) AS avg_latency_ms,
     AVG(ttft_ms) AS avg_ttft_ms,
-    AVG(prefix_reuse) AS avg_prefix_reuse
+    AVG(prefix_reuse) AS avg_prefix_reuse,
+    COALESCE(SUM(text_tool_calls), 0) AS text_tool_calls
 """
 _COLUMNS = (
     "requests",
@@ -79,6 +85,7 @@ _COLUMNS = (
     "avg_latency_ms",
     "avg_ttft_ms",
     "avg_prefix_reuse",
+    "text_tool_calls",
 )
 
 
