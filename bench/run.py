@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import convert_chunks  # noqa: E402  (bench/convert_chunks.py)
+import replicas  # noqa: E402  (bench/replicas.py)
 import session  # noqa: E402  (bench/session.py)
 
 from toktoken.convert import to_openai_request  # noqa: E402
@@ -254,7 +255,7 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="REV", help="also run the gateway as of git revision REV"
     )
-    parser.add_argument("--only", choices=["session"], help="run one scenario only")
+    parser.add_argument("--only", choices=["session", "replicas"], help="run one scenario only")
     args = parser.parse_args()
     bench = Bench()
     baseline_root = worktree(args.baseline, bench.tmp) if args.baseline else None
@@ -263,6 +264,11 @@ def main() -> int:
     try:
         if args.only == "session":
             session.report(session.run(bench, key=KEY, cpu_seconds=cpu_seconds))
+            return 0
+        if args.only == "replicas":
+            replicas.report(
+                replicas.run(bench, key=KEY, body=small_body(), cpu_seconds=cpu_seconds)
+            )
             return 0
         small, big = small_body(), big_body()
         print(f"bodies: small {len(json.dumps(small))} B, big {len(json.dumps(big))} B; gateway worker "
@@ -291,6 +297,7 @@ def main() -> int:
         results.append(bench.compare("hold: 500 streams x 100 chunks 50 ms apart", hold, 500, 500))
         floor = bench.floor(to_openai_request(small, "bench", stream=False), 16, 1500)
         session_rows = session.run(bench, key=KEY, cpu_seconds=cpu_seconds)
+        replica_rows = replicas.run(bench, key=KEY, body=small, cpu_seconds=cpu_seconds)
     finally:
         bench.stop()
         if baseline_root is not None:
@@ -299,6 +306,7 @@ def main() -> int:
             shutil.rmtree(baseline_root, ignore_errors=True)
     report(results, floor, args.baseline)
     session.report(session_rows)
+    replicas.report(replica_rows)
     chunk_costs = convert_chunks.measure()
     convert_chunks.report(chunk_costs)
     Path(ROOT / "bench" / "last-results.json").write_text(
@@ -308,6 +316,7 @@ def main() -> int:
                 "floor": floor,
                 "session": session_rows,
                 "stream_machine_us_per_chunk": {k: v * 1e6 for k, v in chunk_costs.items()},
+                "replicas": replica_rows,
             },
             indent=1,
         )  # fmt: skip

@@ -140,6 +140,7 @@ class FakeBackend:
         self.requests: list[Recorded] = []
         self.disconnects: list[float] = []
         self._lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
         self.server = _Server(("127.0.0.1", port), _make_handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -173,6 +174,18 @@ class FakeBackend:
         self.server.shutdown()
         self.server.server_close()
 
+    def kill(self) -> None:
+        """Die as a crashed server does: no more connections accepted, and
+        every open one (the gateway's pooled keep-alive ones too) reset."""
+        self.close()
+        with self._lock:
+            open_now = list(self.connections)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 def _make_handler(backend: FakeBackend):
     class Handler(BaseHTTPRequestHandler):
@@ -180,6 +193,19 @@ def _make_handler(backend: FakeBackend):
 
         def log_message(self, *args):  # quiet
             pass
+
+        def setup(self):
+            super().setup()
+            with backend._lock:
+                backend.connections.add(self.connection)
+
+        def finish(self):
+            with backend._lock:
+                backend.connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def _handle(self):
             length = int(self.headers.get("Content-Length") or 0)

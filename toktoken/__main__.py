@@ -10,6 +10,7 @@ claude-env  print the lines that point Claude Code at this gateway, with
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -52,22 +53,27 @@ def check(settings: Settings) -> int:
         print("WARNING: the default API_KEY is in use on a non-loopback HOST")
     print("\nBackends:")
     ok = True
+    logging.getLogger("toktoken.backends.replicas").setLevel(logging.ERROR)  # said below
     for health in Backends(settings).probe_all():
-        if health.reachable:
-            models = ", ".join(health.models or []) or "-"
-            note = f" ({health.detail})" if health.detail else ""
-            print(
-                f"  {health.name}: {health.url} reachable in {health.latency_ms} ms{note}; models: {models}"
-            )
-        else:
-            ok = ok and health.name != "default"
-            print(f"  {health.name}: {health.url} NOT reachable: {health.detail}")
+        if not health.reachable:
+            ok = ok and health.name != settings.backend.name
+        several = len(health.replicas) > 1
+        if several:
+            state = "reachable" if health.reachable else "NOT reachable"
+            print(f"  {health.name}: {state}, {health.detail or 'every replica reachable'}")
+        for each in health.replicas if several else [health]:
+            where = f"    replica {each.url}" if several else f"  {health.name}: {each.url}"
+            if each.reachable:
+                models = ", ".join(each.models or []) or "-"
+                note = f" ({each.detail})" if each.detail else ""
+                print(f"{where} reachable in {each.latency_ms} ms{note}; models: {models}")
+            else:
+                print(f"{where} NOT reachable: {each.detail}")
     return 0 if ok else 1
 
 
 def claude_env(settings: Settings, argv: list[str]) -> int:
     import argparse
-    import logging
 
     from .backends import Backends
     from .claude_env import lines, mark_onboarded
@@ -92,7 +98,9 @@ def claude_env(settings: Settings, argv: list[str]) -> int:
     backend = Router(settings.routes, backends).for_model(model)
     window, source = args.window, "given with --window"
     if window is None:
-        caps = backends.capabilities.refresh(backend)
+        for client in backend.clients:  # discovered now, each replica
+            backends.capabilities.refresh(client)
+        caps = backends.caps(backend)  # the smallest window of the replicas
         window, source = caps.context, f"{caps.context_source}, backend {backend.name}"
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     host = f"[{host}]" if ":" in host else host

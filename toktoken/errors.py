@@ -20,6 +20,13 @@ class GatewayError(Exception):
     # OpenAI's name for the same class of error, for the OpenAI route.
     openai_type = "api_error"
     retryable = False
+    # Set by backends/failures.py on a backend's failures: what it says of the
+    # replica's health ("connection refused", "503", ...; None: nothing), and
+    # whether the request may go to another replica (nothing was relayed and
+    # the replica did not take the request on: refused, reset before the
+    # status line, 502/503).
+    replica_fault: str | None = None
+    failover: bool = False
 
     def __init__(self, message: str, *, status: int | None = None, param: str | None = None):
         super().__init__(message)

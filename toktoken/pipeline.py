@@ -1,13 +1,16 @@
 """One path for every API request: route, prepare, send, read the answer.
 
-``prepare()`` chooses the backend (routing.py), converts the client's request
+``prepare()`` chooses the backend (routing.py) and the replica of it
+(backends/replicas.py: the session's, else the least busy), converts the client's request
 into the backend's dialect, applies the backend's quirks, fits max_tokens into
 its window (counting the prompt only when it might not fit) and serialises the
 body once. ``complete()`` and ``open()`` send it — for a JSON answer or a
 stream — and own the single refit: when the backend says the prompt fits but
 max_tokens does not, its window is learned, max_tokens shrunk, the body sent
-once more. The answer comes back as the client's body and its Usage, or as
-an (UpstreamStream, StreamMachine) pair for the relay.
+once more. They also own the failover: a replica that fails before any byte
+went to the client (refused, reset, 502/503) is replaced, once, by another
+healthy replica. The answer comes back as the client's body and its Usage, or
+as an (UpstreamStream, StreamMachine) pair for the relay.
 
 Both routes and the four dialect pairs take this path:
 
@@ -24,6 +27,8 @@ backends/ (I/O).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +39,8 @@ from .backends import (
     BackendClient,
     Backends,
     Capabilities,
+    Replica,
+    ReplicaSet,
     UpstreamStream,
 )
 from .config import Settings
@@ -55,8 +62,10 @@ from .convert import (
     to_openai_completion,
     to_openai_request,
 )
-from .errors import ApiError, PromptTooLong
+from .errors import ApiError, GatewayError, PromptTooLong
 from .routing import Router, anthropic_has_images, openai_has_images
+from .sessions import session_id
+from .telemetry.metrics import FAILOVERS
 from .tokens import (
     TokenCounter,
     estimate_prompt_tokens,
@@ -64,6 +73,8 @@ from .tokens import (
     needs_count,
     refit_after_overflow,
 )
+
+log = logging.getLogger(__name__)
 
 ANTHROPIC = "anthropic"
 OPENAI = "openai"
@@ -86,6 +97,10 @@ class Prepared:
     input_estimate: int = 0  # prompt tokens, counted or estimated (Anthropic route)
     window: int | None = None  # the backend's context less the margin, when known
     rescuer: ToolCallRescuer | None = None  # tool calls left in the text, when enabled
+    group: ReplicaSet | None = None  # the backend; ``backend`` is the replica's client
+    replica: Replica | None = None
+    session: str | None = None  # the client's session identity (sessions.py)
+    failover_from: str | None = None  # the replica that failed first, if one did
 
     @property
     def model(self) -> str:
@@ -100,18 +115,35 @@ class Prepared:
 class Pipeline:
     def __init__(self, settings: Settings, backends: Backends, router: Router):
         self.margin = settings.context_margin
+        self.session_header = settings.forward_session_header
         self.backends = backends
         self.router = router
         self.counter = TokenCounter()
 
     # Preparing --------------------------------------------------------------
 
-    def route(self, dialect: str, req: dict) -> BackendClient:
+    def route(self, dialect: str, req: dict) -> ReplicaSet:
         images = anthropic_has_images(req) if dialect == ANTHROPIC else openai_has_images(req)
         return self.router.choose(req["model"], has_images=images)
 
     def prepare(self, dialect: str, req: dict, headers: Mapping[str, str]) -> Prepared:
-        backend = self.route(dialect, req)
+        """The request for its backend, on the replica that will serve it
+        (counted in flight from here: ``complete``/``open`` end it)."""
+        group = self.route(dialect, req)
+        session = session_id(headers, req)
+        replica = group.choose(session)
+        group.begin(replica)
+        try:
+            prepared = self._prepare(dialect, req, headers, group, replica.client)
+        except BaseException:
+            group.end(replica)
+            raise
+        prepared.group, prepared.replica, prepared.session = group, replica, session
+        if self.session_header and session:
+            prepared.headers[self.session_header] = session
+        return prepared
+
+    def _prepare(self, dialect, req, headers, group: ReplicaSet, backend: BackendClient):
         stream = bool(req.get("stream"))
         if backend.settings.anthropic_native:
             if dialect == ANTHROPIC:
@@ -122,7 +154,7 @@ class Pipeline:
             return Prepared(
                 dialect, req, backend, stream, MESSAGES_PATH, body, jsonio.dumps(body), forwarded
             )
-        caps = self.backends.caps(backend)
+        caps = self.backends.caps(group)
         if dialect == ANTHROPIC:
             body = to_openai_request(req, backend.model, stream=stream, kind=caps.kind)
         else:
@@ -150,41 +182,105 @@ class Pipeline:
         body["max_tokens"] = fit_max_tokens(body["max_tokens"], prompt, caps.context, self.margin)
         return prompt
 
-    def count_tokens(self, req: dict) -> int:
+    def count_tokens(self, req: dict, headers: Mapping[str, str]) -> int:
         """An Anthropic count_tokens request: the prompt as the backend will
-        see it (system, messages, tools, tool calls and results)."""
-        backend = self.route(ANTHROPIC, req)
-        caps = self.backends.caps(backend)
+        see it (system, messages, tools, tool calls and results), counted on
+        the replica the session's messages go to."""
+        group = self.route(ANTHROPIC, req)
+        replica = group.choose(session_id(headers, req))
+        caps = self.backends.caps(group)
         body = to_openai_request(
-            dict(req, max_tokens=req.get("max_tokens") or 1), backend.model, kind=caps.kind
+            dict(req, max_tokens=req.get("max_tokens") or 1), group.model, kind=caps.kind
         )
-        apply_quirks(body, backend.settings.quirks)
+        apply_quirks(body, group.settings.quirks)
+        group.begin(replica)
         try:
-            return self.counter.count(backend, caps, body).tokens
+            return self.counter.count(replica.client, caps, body).tokens
         except PromptTooLong as exc:
-            self._learn(backend, exc)
+            self._learn(replica.client, exc)
             raise
+        finally:
+            group.end(replica)
 
     # Sending ------------------------------------------------------------------
 
     def complete(self, prepared: Prepared) -> tuple[dict, Usage]:
         """Send for a JSON answer; the client's body and its usage."""
-        answer = self._send(prepared, prepared.backend.post)
+        answer = self._send(prepared, stream=False)
         return _REPLIES[prepared.dialect, prepared.native](answer, prepared)
 
     def open(self, prepared: Prepared) -> tuple[UpstreamStream, StreamMachine]:
         """Send for a stream; errors before the first byte raise here."""
-        # An OpenAI-style server that ignores stream: true answers with one
-        # completion: it is replayed as one chunk.
-        json_as_events = None if prepared.native else completion_as_chunks
-
-        def open_stream(path: str, data: bytes, headers: dict) -> UpstreamStream:
-            return prepared.backend.open_stream(path, data, headers, json_as_events=json_as_events)
-
-        upstream = self._send(prepared, open_stream)
+        upstream = self._send(prepared, stream=True)
         return upstream, _MACHINES[prepared.dialect, prepared.native](prepared)
 
-    def _send(self, prepared: Prepared, call):
+    def _send(self, prepared: Prepared, *, stream: bool):
+        """Send on the prepared replica; if it fails before answering in a way
+        another replica can mend, send once more on another healthy one."""
+        started = time.monotonic()
+        try:
+            return self._on_replica(prepared, stream)
+        except GatewayError as exc:
+            group, failed = prepared.group, prepared.replica
+            if not exc.failover or group is None or len(group.replicas) == 1:
+                raise
+            # Within the request's budget: a retry must still have a connect
+            # timeout's worth of the read timeout left.
+            client = prepared.backend
+            if time.monotonic() - started + client.connect_timeout > client.read_timeout:
+                raise
+            other = group.choose(prepared.session, exclude=(failed,), admitted_only=True)
+            if other is None:
+                raise
+            log.warning(
+                "backend %s replica %s failed before answering (%s): failover to %s",
+                group.name,
+                failed.url,
+                exc.replica_fault,
+                other.url,
+            )
+            FAILOVERS.labels(group.name).inc()
+            prepared.failover_from = failed.url
+            prepared.replica, prepared.backend = other, other.client
+            group.begin(other)
+            return self._on_replica(prepared, stream)
+
+    def _on_replica(self, prepared: Prepared, stream: bool):
+        """One replica's attempt, and its bookkeeping: in flight until the
+        answer is read (a stream: until it is closed), and what it says of
+        the replica's health."""
+        group, replica = prepared.group, prepared.replica
+        try:
+            if stream:
+                # An OpenAI-style server that ignores stream: true answers
+                # with one completion: it is replayed as one chunk.
+                json_as_events = None if prepared.native else completion_as_chunks
+
+                def call(path: str, data: bytes, headers: dict) -> UpstreamStream:
+                    return prepared.backend.open_stream(
+                        path, data, headers, json_as_events=json_as_events
+                    )
+
+            else:
+                call = prepared.backend.post
+            result = self._refit_once(prepared, call)
+        except GatewayError as exc:
+            if group is not None:
+                group.end(replica, exc)
+            raise
+        except BaseException:
+            if group is not None:
+                group.end(replica)
+            raise
+        if group is None:
+            return result
+        if stream:
+            result.on_close = lambda error: group.end(replica, error)
+        else:
+            group.end(replica)
+        return result
+
+    def _refit_once(self, prepared: Prepared, call):
         """POST the prepared body with ``call``; if the backend says only
         max_tokens was too large for its window, refit and try once more."""
         try:

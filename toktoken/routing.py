@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from fnmatch import fnmatchcase
 
-from .backends import BackendClient, Backends
+from .backends import Backends, ReplicaSet
 from .config import Route
 
 log = logging.getLogger(__name__)
@@ -22,11 +22,11 @@ log = logging.getLogger(__name__)
 
 class Router:
     def __init__(self, routes: tuple[Route, ...], backends: Backends):
-        self.routes = [(r.pattern.lower(), backends.clients[r.backend]) for r in routes]
+        self.routes = [(r.pattern.lower(), backends.by_name[r.backend]) for r in routes]
         self.default = backends.default
         self.vision = backends.vision
 
-    def for_model(self, model: str) -> BackendClient:
+    def for_model(self, model: str) -> ReplicaSet:
         name = model.lower()
         for pattern, client in self.routes:
             if fnmatchcase(name, pattern):
@@ -34,7 +34,7 @@ class Router:
                 return client
         return self.default
 
-    def choose(self, model: str, *, has_images: bool) -> BackendClient:
+    def choose(self, model: str, *, has_images: bool) -> ReplicaSet:
         if has_images and self.vision is not None:
             log.debug("request for %r carries images -> vision backend %s", model, self.vision.name)
             return self.vision

@@ -19,7 +19,6 @@ from ..gateway import current_gateway
 from ..pipeline import ANTHROPIC, Prepared
 from ..relay import client_gone_check, relay_anthropic, relay_openai
 from ..schemas.anthropic import first_error
-from ..sessions import session_id
 from ..telemetry.metrics import ACTIVE_STREAMS, TEXT_TOOL_CALLS
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -57,14 +56,19 @@ def answer(prepared: Prepared) -> Response:
     record = g.record
     record.model, record.backend = prepared.model, prepared.backend.name
     record.backend_model, record.stream = prepared.backend.model, prepared.stream
-    record.session_id = session_id(request.headers, prepared.req)
+    record.session_id = prepared.session
     record.prefix_reuse = gateway.prefixes.observe(record.session_id, prepared.body)
+    try:
+        if not prepared.stream:
+            body, usage = pipeline.complete(prepared)
+        else:
+            upstream, machine = pipeline.open(prepared)
+    finally:  # which replica served it (or failed it), and whether one failed first
+        record.replica, record.failover_from = prepared.backend.url, prepared.failover_from
     if not prepared.stream:
-        body, usage = pipeline.complete(prepared)
         _count_rescued(prepared, record)
         record.finish(status=200, usage=usage, first_token_at=time.monotonic())
         return jsonify(body)
-    upstream, machine = pipeline.open(prepared)
 
     def done(outcome: str, first_output_at, error_type) -> None:
         if outcome == "client_gone":

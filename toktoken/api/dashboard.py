@@ -85,7 +85,9 @@ def dashboard():
     store = gateway.recorder.store if gateway.recorder else None
     if gateway.recorder:
         gateway.recorder.flush()  # show this worker's latest records too
-    return _html(render(collect(store, gateway.backends.health())))
+    return _html(
+        render(collect(store, gateway.backends.health(), replicas=gateway.backends.replicas()))
+    )
 
 
 @bp.get("/dashboard/login")

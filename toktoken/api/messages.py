@@ -22,4 +22,4 @@ def create_message():
 def count_tokens():
     """Exact where the backend can tokenize, else an estimate."""
     req = validated(load_count_tokens_request)
-    return jsonify({"input_tokens": current_gateway().pipeline.count_tokens(req)})
+    return jsonify({"input_tokens": current_gateway().pipeline.count_tokens(req, request.headers)})

@@ -31,8 +31,9 @@ def root():
 @bp.get("/health")
 def health():
     """The process is alive (200), and each backend up or down. With a valid
-    key: each backend's URL, latency and capabilities, and this worker's
-    usage ledger (state, last write, backlog, drops)."""
+    key: each backend's URL, latency and capabilities, each of its replicas
+    (up or ejected, requests in flight from this worker, last error), and
+    this worker's usage ledger (state, last write, backlog, drops)."""
     gateway = current_gateway()
     backends = gateway.backends
     probes = backends.health()
@@ -40,10 +41,11 @@ def health():
     if not has_valid_key(request.headers, gateway.settings.api_keys):
         return jsonify({"status": status, "backends": [_up(p) for p in probes]})
     entries = []
-    for backend, probe in zip(backends.all, probes, strict=True):
+    for backend, probe, replicas in zip(backends.all, probes, backends.replicas(), strict=True):
         entry = {**_up(probe), **probe.as_dict()}
         if probe.reachable:
             entry["capabilities"] = backends.caps(backend).as_dict()
+        entry["replicas"] = replicas
         entries.append(entry)
     ledger = gateway.recorder.state() if gateway.recorder else {"state": "disabled"}
     return jsonify({"status": status, "backends": entries, "ledger": ledger, "worker": os.getpid()})

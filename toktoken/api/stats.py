@@ -17,8 +17,8 @@ _EPOCH, _YEAR_9999 = 0.0, 253402300799.0  # what a timestamp can be shown as
 
 @bp.get("/stats")
 def stats():
-    """Totals, and with ``group_by`` (model, backend, key, route, status, hour,
-    day) one row per group, for ``since`` <= time < ``until`` (unix seconds
+    """Totals, and with ``group_by`` (model, backend, key, route, status,
+    session, replica, hour, day) one row per group, for ``since`` <= time < ``until`` (unix seconds
     or ISO 8601; default: everything). Records are written about once a
     second (TELEMETRY_FLUSH_INTERVAL), so the last second may be missing."""
     gateway = current_gateway()

@@ -138,6 +138,11 @@ def _ollama_context(client: BackendClient) -> int:
     return OLLAMA_DEFAULT_CONTEXT
 
 
+def _replica(client: BackendClient) -> str:
+    """ " replica URL" for a backend with several, else nothing."""
+    return f" replica {client.url}" if len(client.settings.urls) > 1 else ""
+
+
 def _kind_or(kind: str, default: str) -> str:
     return default if kind == "auto" else kind
 
@@ -151,7 +156,7 @@ def _int(value) -> int | None:
 
 
 class CapabilityCache:
-    """Capabilities per backend with a time to live and background refresh.
+    """Capabilities per backend replica with a time to live and background refresh.
 
     Discovery never holds a request for long: the very first request waits at
     most ``first_wait`` seconds for the discovery started at worker start-up,
@@ -170,13 +175,13 @@ class CapabilityCache:
         self._lock = threading.Lock()
 
     def get(self, client: BackendClient) -> Capabilities:
-        caps = self._cache.get(client.name)
+        caps = self._cache.get(client.key)
         if caps is None:
             self._refresh_in_background(client).wait(self.first_wait)
-            caps = self._cache.get(client.name)
+            caps = self._cache.get(client.key)
             if caps is None:
                 fallback = Capabilities(kind=_kind_or(client.settings.kind, "openai"))
-                return configured(client.settings, fallback, self._learned.get(client.name))
+                return configured(client.settings, fallback, self._learned.get(client.key))
         age = time.monotonic() - caps.discovered_at
         if age > (self.ttl if caps.reachable else self.retry_after):
             self._refresh_in_background(client)
@@ -184,36 +189,38 @@ class CapabilityCache:
 
     def learn_context(self, client: BackendClient, context: int) -> None:
         """The backend said its window in an overflow error: remember it."""
-        if self._learned.get(client.name) == context:
+        if self._learned.get(client.key) == context:
             return
-        self._learned[client.name] = context
-        caps = self._cache.get(client.name)
+        self._learned[client.key] = context
+        caps = self._cache.get(client.key)
         if caps is not None and caps.context_source in (None, "learned"):
-            self._cache[client.name] = replace(caps, context=context, context_source="learned")
+            self._cache[client.key] = replace(caps, context=context, context_source="learned")
 
     def refresh(self, client: BackendClient) -> Capabilities:
-        caps = configured(client.settings, discover(client), self._learned.get(client.name))
-        previous = self._cache.get(client.name)
-        self._cache[client.name] = caps
+        caps = configured(client.settings, discover(client), self._learned.get(client.key))
+        previous = self._cache.get(client.key)
+        self._cache[client.key] = caps
         if previous is None or previous.as_dict() != caps.as_dict():
-            log.info("backend %s capabilities: %s", client.name, caps.as_dict())
+            log.info("backend %s%s capabilities: %s", client.name, _replica(client), caps.as_dict())
         return caps
 
     def _refresh_in_background(self, client: BackendClient) -> threading.Event:
         with self._lock:
-            running = self._refreshing.get(client.name)
+            running = self._refreshing.get(client.key)
             if running is not None:
                 return running
-            done = self._refreshing[client.name] = threading.Event()
+            done = self._refreshing[client.key] = threading.Event()
 
         def run() -> None:
             try:
                 self.refresh(client)
             except Exception:
-                log.exception("capability discovery for backend %s failed", client.name)
+                log.exception(
+                    "capability discovery for backend %s%s failed", client.name, _replica(client)
+                )
             finally:
                 with self._lock:
-                    self._refreshing.pop(client.name, None)
+                    self._refreshing.pop(client.key, None)
                 done.set()
 
         threading.Thread(target=run, name="capabilities", daemon=True).start()

@@ -28,7 +28,8 @@ _LOOKUP_LIMIT = 1_000_000
 
 
 class BackendClient:
-    """POSTs OpenAI-style (or Anthropic-style) requests to one backend."""
+    """POSTs OpenAI-style (or Anthropic-style) requests to one backend — one
+    replica of it (``url``, by default the backend's first)."""
 
     def __init__(
         self,
@@ -37,10 +38,12 @@ class BackendClient:
         connect_timeout: float,
         read_timeout: float,
         pool_size: int = 1000,
+        url: str | None = None,
     ):
         self.settings = settings
         self.name = settings.name
-        self.url = settings.url
+        self.url = url or settings.url
+        self.key = f"{self.name} {self.url}"  # one replica of one backend
         self.model = settings.model
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -57,7 +60,7 @@ class BackendClient:
         )
         # requests re-reads proxy and CA settings from the environment on every
         # call (a scan of os.environ: ~0.3 ms per request here). Read them once.
-        self.session.proxies.update(requests.utils.get_environ_proxies(settings.url))
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.url))
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if ca_bundle:
             self.session.verify = ca_bundle

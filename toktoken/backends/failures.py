@@ -66,8 +66,12 @@ def translate(
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, requests.exceptions.ConnectTimeout | ConnectTimeoutError):
-        return BackendTimeout(
-            f"backend {url} did not accept a connection within {connect_timeout:g}s"
+        return _fault(
+            BackendTimeout(
+                f"backend {url} did not accept a connection within {connect_timeout:g}s"
+            ),
+            "connect timeout",
+            failover=True,
         )
     if isinstance(exc, requests.exceptions.Timeout | ReadTimeoutError | TimeoutError):
         if streaming:
@@ -78,10 +82,21 @@ def translate(
     if streaming:
         # Whatever urllib3/http.client raise mid-body (a reset, a chunk cut
         # short, a protocol error): the stream was broken off.
-        return BackendUnavailable(f"backend {url} broke the stream ({reason(exc)})")
+        why = reason(exc)
+        return _fault(BackendUnavailable(f"backend {url} broke the stream ({why})"), why)
     if isinstance(exc, requests.exceptions.ConnectionError | HTTPError | OSError):
-        return BackendUnavailable(f"backend {url} is unreachable ({reason(exc)})")
-    return BackendUnavailable(f"backend {url} failed: {type(exc).__name__}")
+        why = reason(exc)
+        return _fault(
+            BackendUnavailable(f"backend {url} is unreachable ({why})"), why, failover=True
+        )
+    return _fault(BackendUnavailable(f"backend {url} failed: {type(exc).__name__}"), "failed")
+
+
+def _fault(error: GatewayError, fault: str, *, failover: bool = False) -> GatewayError:
+    """Mark what ``error`` says of the replica (see GatewayError.replica_fault)."""
+    error.replica_fault = fault
+    error.failover = failover
+    return error
 
 
 def reason(exc: BaseException) -> str:
@@ -122,20 +137,23 @@ def status_error(status: int, content: bytes, url: str) -> GatewayError:
     if status == 429:
         return RateLimited(f"{where}: {detail}")
     if status in (503, 529):
-        return Overloaded(f"{where} (overloaded): {detail}")
+        return _fault(Overloaded(f"{where} (overloaded): {detail}"), str(status), failover=True)
     if status in (400, 422):
         # The backend refused this request: its own words say why.
         return InvalidRequest(detail or where)
     if 400 <= status < 500:
         return InvalidRequest(f"{where}: {detail}" if detail else where)
     if status == 504:
-        return BackendTimeout(f"{where}: {detail}")
+        return _fault(BackendTimeout(f"{where}: {detail}"), "504")
+    if status >= 500:
+        return _fault(BackendUnavailable(f"{where}: {detail}"), str(status), failover=status == 502)
     return BackendUnavailable(f"{where}: {detail}")
 
 
 def not_json(content: bytes, url: str) -> ApiError:
     text = content[:200].decode("utf-8", "replace")
-    return ApiError(f"backend {url} returned a non-JSON response: {text!r}")
+    error = ApiError(f"backend {url} returned a non-JSON response: {text!r}")
+    return _fault(error, "not JSON")
 
 
 def error_message(content: bytes) -> str:

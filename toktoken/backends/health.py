@@ -19,6 +19,7 @@ class Health:
     latency_ms: float | None
     detail: str | None = None
     models: tuple[str, ...] = ()
+    replicas: tuple[Health, ...] = ()  # a backend's: each replica's own probe
 
     def as_dict(self) -> dict:
         return {

@@ -1,7 +1,8 @@
 """Every configured backend, what it can do, and whether it is up.
 
-``Backends`` owns one BackendClient per backend, the capability cache, and
-the health probes (a background thread every HEALTH_INTERVAL seconds).
+``Backends`` owns one ReplicaSet per backend (one BackendClient per replica
+URL), the capability cache, and the health probes of every replica (a
+background thread every HEALTH_INTERVAL seconds).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from ..config import Settings
 from ..telemetry.metrics import BACKEND_UP
 from .capabilities import Capabilities, CapabilityCache
 from .client import BackendClient
 from .health import Health, probe
+from .replicas import ReplicaSet
 
 log = logging.getLogger(__name__)
 
@@ -23,30 +26,61 @@ class Backends:
     def __init__(self, settings: Settings):
         self.health_interval = settings.health_interval
         pool = max(16, settings.worker_connections)
-        self.clients = {
-            b.name: BackendClient(
+        self.by_name: dict[str, ReplicaSet] = {}
+        for b in settings.backends:
+            clients = [
+                BackendClient(
+                    b,
+                    connect_timeout=settings.connect_timeout,
+                    read_timeout=settings.read_timeout,
+                    pool_size=pool,
+                    url=url,
+                )
+                for url in b.urls
+            ]
+            self.by_name[b.name] = ReplicaSet(
                 b,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                pool_size=pool,
+                clients,
+                failures=settings.replica_failures,
+                backoff=settings.replica_eject_seconds,
+                probe=probe,
             )
-            for b in settings.backends
-        }
-        self.all = list(self.clients.values())  # the default first, the vision backend last
-        self.default = self.clients[settings.backend.name]
-        self.vision = self.clients[settings.vision.name] if settings.vision else None
+        self.all = list(self.by_name.values())  # the default first, the vision backend last
+        self.default = self.by_name[settings.backend.name]
+        self.vision = self.by_name[settings.vision.name] if settings.vision else None
         self.capabilities = CapabilityCache(ttl=settings.capabilities_ttl)
         self._health: list[Health] | None = None
         self._health_at = 0.0
 
-    def caps(self, backend: BackendClient) -> Capabilities:
-        return self.capabilities.get(backend)
+    def caps(self, backend: ReplicaSet) -> Capabilities:
+        """A backend's capabilities. With replicas: each replica's are
+        discovered, and the backend's context window is the smallest known."""
+        clients = backend.clients
+        first = self.capabilities.get(clients[0])
+        if len(clients) == 1:
+            return first
+        every = [first] + [self.capabilities.get(c) for c in clients[1:]]
+        base = next((c for c in every if c.reachable), first)
+        known = [c for c in every if c.context]
+        if not known:
+            return base
+        smallest = min(known, key=lambda c: c.context)
+        return replace(base, context=smallest.context, context_source=smallest.context_source)
 
-    def learn_context(self, backend: BackendClient, context: int) -> None:
-        self.capabilities.learn_context(backend, context)
+    def learn_context(self, client: BackendClient, context: int) -> None:
+        self.capabilities.learn_context(client, context)
 
     def probe_all(self) -> list[Health]:
-        results = [probe(backend) for backend in self.all]
+        """Probe every replica; one Health per backend (reachable while any
+        replica is), each replica's own in ``replicas``."""
+        results = []
+        for backend in self.all:
+            each = []
+            for replica in backend.replicas:
+                health = probe(replica.client)
+                backend.probed(replica, health)
+                each.append(health)
+            results.append(_combined(backend, each))
         for health in results:
             BACKEND_UP.labels(health.name).set(1 if health.reachable else 0)
         self._health, self._health_at = results, time.monotonic()
@@ -59,31 +93,64 @@ class Backends:
             return self.probe_all()
         return self._health
 
+    def replicas(self) -> list[list[dict]]:
+        """Per backend, each replica now: its state (up or ejected), requests
+        in flight, failures, last error, and its latest probe."""
+        out = []
+        for backend, health in zip(self.all, self.health(), strict=True):
+            out.append(
+                [
+                    dict(state, reachable=probed.reachable, latency_ms=probed.latency_ms)
+                    for state, probed in zip(backend.status(), health.replicas, strict=True)
+                ]
+            )
+        return out
+
     def startup(self, log_probes: bool = True) -> list[Health]:
         """Probe every backend (one clear log line each), then learn what
         each reachable one is (kind, context window, tokenizer), then keep
         probing in the background."""
         results = self.probe_all()
         for health in results if log_probes else []:
-            _log_probe(health)
+            for each in health.replicas:
+                _log_probe(each)
         for backend, health in zip(self.all, results, strict=True):
-            if health.reachable:
-                self.capabilities.refresh(backend)
+            for client, each in zip(backend.clients, health.replicas, strict=True):
+                if each.reachable:
+                    self.capabilities.refresh(client)
         threading.Thread(target=self._probe_forever, name="health-probe", daemon=True).start()
         return results
 
     def _probe_forever(self) -> None:
-        previous = {h.name: h.reachable for h in self._health or []}
+        previous = {(e.name, e.url): e.reachable for h in self._health or [] for e in h.replicas}
         while True:
             time.sleep(self.health_interval)
-            for health in self.probe_all():
-                was = previous.get(health.name)
-                if was is not None and was != health.reachable:
-                    state = "reachable again" if health.reachable else "NOT reachable"
-                    log.warning("backend %s at %s is %s", health.name, health.url, state)
-                    if health.reachable:
-                        self.capabilities.refresh(self.clients[health.name])
-                previous[health.name] = health.reachable
+            for backend, health in zip(self.all, self.probe_all(), strict=True):
+                for client, each in zip(backend.clients, health.replicas, strict=True):
+                    was = previous.get((each.name, each.url))
+                    if was is not None and was != each.reachable:
+                        state = "reachable again" if each.reachable else "NOT reachable"
+                        log.warning("backend %s at %s is %s", each.name, each.url, state)
+                        if each.reachable:
+                            self.capabilities.refresh(client)
+                    previous[(each.name, each.url)] = each.reachable
+
+
+def _combined(backend: ReplicaSet, each: list[Health]) -> Health:
+    """One backend's health from its replicas' (one replica: its own)."""
+    if len(each) == 1:
+        return replace(each[0], replicas=tuple(each))
+    up = [h for h in each if h.reachable]
+    detail = None if len(up) == len(each) else f"{len(up)} of {len(each)} replicas reachable"
+    return Health(
+        backend.name,
+        backend.url,
+        bool(up),
+        min((h.latency_ms for h in up if h.latency_ms is not None), default=None),
+        detail,
+        up[0].models if up else (),
+        tuple(each),
+    )
 
 
 def _log_probe(health: Health) -> None:

@@ -49,6 +49,10 @@ class UpstreamStream:
         self._closed = False
         self._source: Iterator[bytes] | None = None
         self._saw_done = False
+        # Called once, at close(), with the failure that ended the stream (or
+        # None): the replica's bookkeeping (replicas.py).
+        self.on_close: Callable[[GatewayError | None], None] | None = None
+        self.error: GatewayError | None = None
 
     def __iter__(self) -> Iterator[dict]:
         content_type = self.response.headers.get("Content-Type", "")
@@ -71,7 +75,8 @@ class UpstreamStream:
         except Exception as exc:
             if self._closed:
                 return  # we closed it ourselves (the client left)
-            raise self.failure(exc) from None
+            self.error = self.failure(exc)
+            raise self.error from None
 
     def failure(self, exc: BaseException) -> GatewayError:
         return translate(
@@ -127,6 +132,13 @@ class UpstreamStream:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._close()
+        finally:
+            if self.on_close is not None:
+                self.on_close(self.error)
+
+    def _close(self) -> None:
         if self._saw_done and self._finish_body():
             self.response.close()  # the connection is back in the pool
             return

@@ -19,6 +19,7 @@ from .model import (
     check_quirks,
     mask,
     normalise_url,
+    normalise_urls,
 )
 
 Parser = Callable[[str, str], object]  # (variable, stripped text) -> value; raises ConfigError
@@ -73,6 +74,17 @@ def url(name: str, raw: str) -> str:
     return normalise_url(name, raw)
 
 
+def urls(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated: the replicas of one backend."""
+    return normalise_urls(name, [u.strip() for u in raw.split(",")])
+
+
+def header_name(name: str, raw: str) -> str:
+    if not all(c.isalnum() or c in "-_" for c in raw):
+        raise ConfigError(name, "an HTTP header name such as x-session-id", raw)
+    return raw.lower()
+
+
 def quirks(name: str, raw: str) -> tuple[str, ...]:
     return check_quirks(name, [q.strip() for q in raw.split(",") if q.strip()])
 
@@ -119,12 +131,15 @@ SETTINGS_VARS = (
     Var("WORKERS", "workers", integer(1, 256)),
     Var("WORKER_CONNECTIONS", "worker_connections", integer(1, 100000)),
     Var("GRACEFUL_TIMEOUT", "graceful_timeout", integer(1, 86400)),
+    Var("REPLICA_FAILURES", "replica_failures", integer(1, 1000)),
+    Var("REPLICA_EJECT_SECONDS", "replica_eject_seconds", seconds),
+    Var("FORWARD_SESSION_HEADER", "forward_session_header", header_name),
 )
 
 # BackendSettings fields, after a prefix: VLLM_ for the default backend,
 # VISION_ for the vision backend.
 BACKEND_VARS = (
-    Var("URL", "url", url),
+    Var("URL", "urls", urls),
     Var("API_KEY", "api_key", text, secret=True),
     Var("MODEL", "model", text),
     Var("ANTHROPIC_NATIVE", "anthropic_native", boolean),
@@ -155,5 +170,7 @@ def describe(obj, table: tuple[Var, ...], prefix: str = "") -> dict:
         if var.secret:
             values = value if isinstance(value, tuple) else (value,)
             value = ", ".join(m for m in map(mask, values) if m) or None
+        elif isinstance(value, tuple):
+            value = ",".join(value)
         out[prefix + var.name] = value
     return out

@@ -22,10 +22,11 @@ from .model import (
     Route,
     check_quirks,
     normalise_url,
+    normalise_urls,
 )
 
 _BACKEND_KEYS = {
-    "url", "api_key", "api_key_env", "model", "kind", "context", "count_tokens",
+    "url", "urls", "api_key", "api_key_env", "model", "kind", "context", "count_tokens",
     "vision", "anthropic_native", "quirks", "text_tool_calls",
 }  # fmt: skip
 _ROUTE_KEYS = {"match", "backend"}
@@ -96,7 +97,12 @@ def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSet
         raise ConfigError(
             f"{key}.{sorted(unknown)[0]}", "one of " + ", ".join(sorted(_BACKEND_KEYS))
         )
-    url = normalise_url(f"{key}.url", table.get("url"))
+    if "urls" in table:  # replicas (backends/replicas.py)
+        if "url" in table:
+            raise ConfigError(f"{key}.urls", "set alone: url (one) or urls (replicas), not both")
+        urls = normalise_urls(f"{key}.urls", table["urls"])
+    else:
+        urls = (normalise_url(f"{key}.url", table.get("url")),)
     model = table.get("model")
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{key}.model", "the model name the backend serves")
@@ -126,7 +132,8 @@ def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSet
         )
     return BackendSettings(
         name=name,
-        url=url,
+        url=urls[0],
+        urls=urls,
         api_key=api_key,
         model=model,
         anthropic_native=table.get("anthropic_native", False),

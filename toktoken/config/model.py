@@ -52,14 +52,22 @@ class BackendSettings:
     vision: bool = False  # serves requests that carry images
     quirks: tuple[str, ...] = ()  # configured, plus those the model name implies
     text_tool_calls: str = "auto"  # see TEXT_TOOL_MODES
+    # Replicas of this backend (backends/replicas.py): the same model, kind and
+    # key on each. ``url`` is always the first; one URL is the usual case.
+    urls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quirks", implied_quirks(self.model, self.quirks))
+        if self.urls:
+            object.__setattr__(self, "url", self.urls[0])
+        else:
+            object.__setattr__(self, "urls", (self.url,))
 
     def describe(self) -> dict:
         return {
             "name": self.name,
             "url": self.url,
+            "urls": list(self.urls),
             "model": self.model,
             "api_key": mask(self.api_key),
             "anthropic_native": self.anthropic_native,
@@ -113,6 +121,18 @@ def normalise_url(name: str, raw) -> str:
     if url.endswith("/v1"):
         url = url[: -len("/v1")]
     return url
+
+
+def normalise_urls(name: str, raw) -> tuple[str, ...]:
+    """One URL or several (replicas), each validated as ``normalise_url``
+    does, none twice."""
+    expected = "one URL or several distinct ones, such as http://gpu1:8000,http://gpu2:8000"
+    if not isinstance(raw, list | tuple) or not raw:
+        raise ConfigError(name, expected, None if raw is None else str(raw))
+    urls = tuple(normalise_url(name, u) for u in raw)
+    if len(set(urls)) != len(urls):
+        raise ConfigError(name, expected, ", ".join(raw))
+    return urls
 
 
 def mask(secret: str | None) -> str | None:

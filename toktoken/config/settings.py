@@ -52,6 +52,12 @@ class Settings:
     workers: int = 1
     worker_connections: int = 1000
     graceful_timeout: int = 120
+    # A backend's replicas (backends/replicas.py): failures in a row before a
+    # replica is ejected, and the first ejection's length (then doubled).
+    replica_failures: int = 3
+    replica_eject_seconds: float = 10.0
+    # Sent upstream with the session id, for routers that hash on it.
+    forward_session_header: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,7 +66,7 @@ class Settings:
         backend = replace(DEFAULT_BACKEND, **envvars.read(env, envvars.BACKEND_VARS, "VLLM_"))
         # VISION_* are read (so a typo is caught) even before VISION_URL is set.
         vision_values = envvars.read(env, envvars.BACKEND_VARS, "VISION_")
-        vision = replace(VISION_BACKEND, **vision_values) if "url" in vision_values else None
+        vision = replace(VISION_BACKEND, **vision_values) if "urls" in vision_values else None
         others: tuple[BackendSettings, ...] = ()
         routes: tuple[Route, ...] = ()
         if values.get("config_file"):

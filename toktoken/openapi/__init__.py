@@ -170,6 +170,7 @@ def document() -> dict:
                                 "route",
                                 "status",
                                 "session",
+                                "replica",
                                 "hour",
                                 "day",
                             ]

@@ -25,7 +25,7 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def collect(store, health: list, now: float | None = None) -> dict:
+def collect(store, health: list, now: float | None = None, replicas: list | None = None) -> dict:
     """Everything the page shows, as plain data (store may be None)."""
     now = now or time.time()
     first_hour = int(now // 3600) * 3600 - (HOURS - 1) * 3600
@@ -33,6 +33,7 @@ def collect(store, health: list, now: float | None = None) -> dict:
         "now": now,
         "hours": [first_hour + i * 3600 for i in range(HOURS)],
         "health": health,
+        "replicas": replicas,
         "telemetry": store is not None,
     }
     if store is None:
@@ -182,19 +183,34 @@ def render(data: dict) -> str:
             '<p class="notice">Telemetry is disabled: set TELEMETRY_ENABLED=true to record usage. '
             "Backend health is shown below.</p>"
         )
+    replicas = data.get("replicas") or [[] for _ in data["health"]]
     health_rows = "".join(
-        f'<tr><td>{escape(h.name)}</td><td>{escape(h.url)}</td><td><svg width="12" height="12">'
-        f'<circle cx="6" cy="6" r="5" fill="{"#59a14f" if h.reachable else "#e15759"}"/></svg> '
-        f"{'up' if h.reachable else 'down'}</td><td>{_number(h.latency_ms) + ' ms' if h.latency_ms is not None else '–'}"
-        f"</td><td>{escape(h.detail or '')}</td></tr>"
-        for h in data["health"]
-    )
+        _health_row(h.name, h.url, h.reachable, "up" if h.reachable else "down", h.latency_ms,
+                    h.detail)
+        + "".join(
+            _health_row("↳ replica", r["url"], r["state"] == "up" and r["reachable"],
+                        f"{r['state']}, {r['in_flight']} in flight", r["latency_ms"],
+                        r["last_error"])
+            for r in (rs if len(rs) > 1 else [])
+        )
+        for h, rs in zip(data["health"], replicas, strict=True)
+    )  # fmt: skip
     sections.append(
         f"<h2>Backends</h2><table><tr><th>backend</th><th>URL</th><th>state</th><th>latency</th>"
         f"<th>detail</th></tr>{health_rows}</table>"
     )
     updated = datetime.fromtimestamp(data["now"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return PAGE.format(body="\n".join(sections), updated=updated)
+
+
+def _health_row(name, url, ok: bool, state: str, latency_ms, detail) -> str:
+    colour = "#59a14f" if ok else "#e15759"
+    latency = _number(latency_ms) + " ms" if latency_ms is not None else "–"
+    return (
+        f'<tr><td>{escape(name)}</td><td>{escape(url)}</td><td><svg width="12" height="12">'
+        f'<circle cx="6" cy="6" r="5" fill="{colour}"/></svg> {escape(state)}</td>'
+        f"<td>{latency}</td><td>{escape(detail or '')}</td></tr>"
+    )
 
 
 def _text_tool_calls_notice(counts: dict) -> str:

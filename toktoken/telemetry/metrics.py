@@ -75,6 +75,36 @@ BACKEND_UP = Gauge(
     ["backend"],
     multiprocess_mode="mostrecent",
 )
+# A backend's replicas (backends/replicas.py); replica = its URL (configured,
+# so the label values are bounded).
+REPLICA_REQUESTS = Counter(
+    "toktoken_replica_requests", "Requests sent to each replica", ["backend", "replica"]
+)
+REPLICA_ERRORS = Counter(
+    "toktoken_replica_errors",
+    "Replica failures: refused or timed-out connections, 5xx or garbage answers, broken streams",
+    ["backend", "replica"],
+)
+REPLICA_EJECTIONS = Counter(
+    "toktoken_replica_ejections", "Times a replica was ejected", ["backend", "replica"]
+)
+REPLICA_IN_FLIGHT = Gauge(
+    "toktoken_replica_in_flight",
+    "Requests in flight on each replica",
+    ["backend", "replica"],
+    multiprocess_mode="livesum",
+)
+REPLICA_UP = Gauge(
+    "toktoken_replica_up",
+    "1 while a replica is admitted, 0 while it is ejected (per worker: the lowest)",
+    ["backend", "replica"],
+    multiprocess_mode="livemin",
+)
+FAILOVERS = Counter(
+    "toktoken_failovers",
+    "Requests retried on another replica after a failure before any byte reached the client",
+    ["backend"],
+)
 
 _models: set[str] = set()
 _lock = threading.Lock()

@@ -65,6 +65,10 @@ class UsageRecord(NamedTuple):
     prefix_reuse: float | None = None
     # Tool calls the backend left in the text and the gateway turned into calls.
     text_tool_calls: int = 0
+    # The backend replica (its URL) that served the request, and whether
+    # another failed it first (backends/replicas.py).
+    replica: str | None = None
+    failover: bool = False
 
     def row(self) -> tuple:
         """Column values; booleans as 0/1 (INTEGER columns in both SQLite and PostgreSQL)."""
@@ -90,6 +94,8 @@ class RequestRecord:
     session_id: str | None = None
     prefix_reuse: float | None = None
     text_tool_calls: int = 0
+    replica: str | None = None
+    failover_from: str | None = None
     done: bool = False
 
     def finish(
@@ -124,6 +130,8 @@ class RequestRecord:
             cache_read_tokens=(usage.cache_read_tokens or None) if usage else None,
             prefix_reuse=self.prefix_reuse,
             text_tool_calls=self.text_tool_calls or None,
+            replica=self.replica,
+            failover_from=self.failover_from,
             ms=round(latency_ms),
             ttft_ms=ttft_ms,
         )
@@ -147,6 +155,8 @@ class RequestRecord:
             session_id=_text(self.session_id),
             prefix_reuse=self.prefix_reuse,
             text_tool_calls=self.text_tool_calls,
+            replica=_text(self.replica),
+            failover=self.failover_from is not None,
         )
         metrics.observe(record)
         if self.recorder is not None:

@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS usage (
     error_type TEXT,
     session_id TEXT,
     prefix_reuse REAL,
-    text_tool_calls INTEGER NOT NULL DEFAULT 0
+    text_tool_calls INTEGER NOT NULL DEFAULT 0,
+    replica TEXT,
+    failover INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_model_ts ON usage (model, ts);
@@ -49,6 +51,8 @@ ADDED_COLUMNS = {
     "session_id": "TEXT",
     "prefix_reuse": "REAL",
     "text_tool_calls": "INTEGER NOT NULL DEFAULT 0",
+    "replica": "TEXT",
+    "failover": "INTEGER NOT NULL DEFAULT 0",
 }
 ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS usage_session_ts ON usage (session_id, ts)"
 
@@ -61,6 +65,7 @@ GROUPS = {
     "route": "route",
     "status": "status",
     "session": "session_id",
+    "replica": "replica",
     "hour": "{floor}(ts / 3600) * 3600",
     "day": "{floor}(ts / 86400) * 86400",
 }
@@ -74,7 +79,8 @@ _AGGREGATES = """
     AVG(latency_ms) AS avg_latency_ms,
     AVG(ttft_ms) AS avg_ttft_ms,
     AVG(prefix_reuse) AS avg_prefix_reuse,
-    COALESCE(SUM(text_tool_calls), 0) AS text_tool_calls
+    COALESCE(SUM(text_tool_calls), 0) AS text_tool_calls,
+    COALESCE(SUM(failover), 0) AS failovers
 """
 _COLUMNS = (
     "requests",
@@ -86,6 +92,7 @@ _COLUMNS = (
     "avg_ttft_ms",
     "avg_prefix_reuse",
     "text_tool_calls",
+    "failovers",
 )
 
 
