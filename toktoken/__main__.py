@@ -1,10 +1,12 @@
-"""``python -m toktoken [serve|check|claude-env]``.
+"""``python -m toktoken [serve|check|claude-env|hash-key]``.
 
 serve       validate the configuration, then run gunicorn with gunicorn.conf.py
 check       print the effective configuration (secrets masked) and probe backends
 claude-env  print the lines that point Claude Code at this gateway, with
             compaction settings for the model's window
             [--model NAME] [--url URL] [--window TOKENS] [--key KEY] [--offline]
+hash-key    read a client key on standard input, print its sha256 line for a
+            [keys.NAME] table of the configuration file
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
+    if command == "hash-key" and not argv[1:]:
+        return hash_key()
     if command not in ("serve", "check", "claude-env") or (command != "claude-env" and argv[1:]):
         print(__doc__.strip(), file=sys.stderr)
         return 2
@@ -40,6 +44,25 @@ def main(argv: list[str]) -> int:
         [sys.executable, "-m", "gunicorn", "-c", str(conf), "--chdir", str(ROOT), "wsgi:app"],
     )
     return 0  # not reached
+
+
+def hash_key() -> int:
+    """A client key on standard input -> its SHA-256 line for a [keys.NAME]
+    table. The key is read, never echoed, never stored."""
+    from .config import key_digest
+
+    if sys.stdin.isatty():
+        import getpass
+
+        key = getpass.getpass("key (not echoed): ")
+    else:
+        key = sys.stdin.readline()
+    key = key.strip()
+    if not key:
+        print("toktoken hash-key: no key on standard input", file=sys.stderr)
+        return 2
+    print(f'sha256 = "{key_digest(key)}"')
+    return 0
 
 
 def check(settings: Settings) -> int:

@@ -10,7 +10,7 @@ from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
 from . import jsonio
-from .auth import check_key, presented_key
+from .auth import identified, identify, presented_key
 from .config import Settings
 from .convert.common import random_id
 from .errors import (
@@ -76,8 +76,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         if endpoint is None:
             return None  # unknown route: 404 below, no need to leak that a key is wrong
         if endpoint in ops.PUBLIC_ENDPOINTS or endpoint.startswith("dashboard."):
+            g.client = identified(request.headers, settings.keys)  # says more to a key holder
             return None  # the dashboard authenticates browsers itself
-        check_key(request.headers, settings.api_keys)
+        g.client = identify(request.headers, settings.keys)
+        record = getattr(g, "record", None)
+        if record is not None:
+            record.key_name = g.client.name
         return None
 
     @app.after_request

@@ -1,9 +1,18 @@
-"""API key check: ``x-api-key`` or ``Authorization: Bearer``, constant time."""
+"""Who is calling: the key in ``x-api-key`` or ``Authorization: Bearer``,
+matched by its SHA-256 against every configured key, in constant time.
+
+Only digests are kept (config/model.py ClientKey): the presented key is
+hashed once and compared with each key's digest, every one of them (no
+early exit), so timing reveals neither which key matched nor how much of one
+did. The key itself goes nowhere: logs, records and /stats see its name.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
+from .config import ClientKey
 from .errors import AuthenticationFailed
 
 
@@ -18,30 +27,30 @@ def presented_key(headers) -> str | None:
     return None
 
 
-def check_key(headers, allowed: tuple[str, ...]) -> str:
-    """Return the accepted key or raise AuthenticationFailed.
+def match_key(key: str | None, keys: tuple[ClientKey, ...]) -> ClientKey | None:
+    if not key:
+        return None
+    digest = hashlib.sha256(key.encode()).hexdigest().encode()
+    found = None
+    for candidate in keys:
+        if hmac.compare_digest(digest, candidate.sha256.encode()):
+            found = candidate
+    return found
 
-    Every allowed key is compared (no early exit) so timing reveals neither
-    which key matched nor how much of one did.
-    """
+
+def identify(headers, keys: tuple[ClientKey, ...]) -> ClientKey:
+    """The caller's key, or AuthenticationFailed."""
     key = presented_key(headers)
     if key is None:
         raise AuthenticationFailed(
             "missing API key: send it in the x-api-key header or as Authorization: Bearer <key>"
         )
-    given = key.encode()
-    match = False
-    for candidate in allowed:
-        match |= hmac.compare_digest(given, candidate.encode())
-    if not match:
+    client = match_key(key, keys)
+    if client is None:
         raise AuthenticationFailed("invalid API key")
-    return key
+    return client
 
 
-def has_valid_key(headers, allowed: tuple[str, ...]) -> bool:
+def identified(headers, keys: tuple[ClientKey, ...]) -> ClientKey | None:
     """For endpoints that answer everyone but say more to a key holder."""
-    try:
-        check_key(headers, allowed)
-    except AuthenticationFailed:
-        return False
-    return True
+    return match_key(presented_key(headers), keys)

@@ -143,6 +143,16 @@ class RateLimited(GatewayError):
     openai_type = "rate_limit_error"
     retryable = True
 
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after  # seconds until it would pass, when known
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.retry_after is not None:
+            headers["retry-after"] = str(self.retry_after)
+        return headers
+
 
 class ApiError(GatewayError):
     """Something failed inside the gateway or the backend answered nonsense."""

@@ -1,11 +1,12 @@
 """The gateway's long-lived parts, built once per worker from the settings:
-the backends, the router, the pipeline, the sessions' prefix tracker and the
-usage recorder."""
+the backends, the router, the pipeline, the sessions' prefix tracker, the
+per-key limits and the usage recorder."""
 
 from __future__ import annotations
 
 from flask import current_app
 
+from .access import Access
 from .backends import Backends, Health
 from .config import Settings
 from .pipeline import Pipeline
@@ -21,6 +22,7 @@ class Gateway:
         self.router = Router(settings.routes, self.backends)
         self.pipeline = Pipeline(settings, self.backends, self.router)
         self.prefixes = PrefixTracker()
+        self.access = Access(settings)
         self.recorder: Recorder | None = None
         if settings.telemetry_enabled:
             self.recorder = Recorder(

@@ -47,10 +47,25 @@ def validated(loader: Callable[[object], dict]) -> dict:
         raise InvalidRequest(message, param=field) from None
 
 
-def answer(prepared: Prepared) -> Response:
+def serve(dialect: str, loader: Callable[[object], dict]) -> Response:
+    """A model request: validated, let in by the caller's key (its models and
+    limits, access.py), prepared, answered."""
+    req = validated(loader)
+    gateway = current_gateway()
+    admission = gateway.access.admit(g.client, req["model"], stream=bool(req.get("stream")))
+    try:
+        prepared = gateway.pipeline.prepare(dialect, req, request.headers)
+    except BaseException:
+        admission.settle(None)
+        raise
+    return answer(prepared, admission)
+
+
+def answer(prepared: Prepared, admission) -> Response:
     """Send a prepared request and answer the client: one JSON reply, or a
     stream relayed event by event. The request's record is finished once,
-    however it ends (errors: app.py's handler)."""
+    however it ends (errors: app.py's handler), and its admission settled
+    with the tokens the client was told of."""
     gateway = current_gateway()
     pipeline = gateway.pipeline
     record = g.record
@@ -58,15 +73,20 @@ def answer(prepared: Prepared) -> Response:
     record.backend_model, record.stream = prepared.backend.model, prepared.stream
     record.session_id = prepared.session
     record.prefix_reuse = gateway.prefixes.observe(record.session_id, prepared.body)
+    admission.charge(prepared.input_estimate)  # input up front; the rest when it ends
     try:
         if not prepared.stream:
             body, usage = pipeline.complete(prepared)
         else:
             upstream, machine = pipeline.open(prepared)
+    except BaseException:
+        admission.settle(None)
+        raise
     finally:  # which replica served it (or failed it), and whether one failed first
         record.replica, record.failover_from = prepared.backend.url, prepared.failover_from
     if not prepared.stream:
         _count_rescued(prepared, record)
+        admission.settle(_tokens(usage))
         record.finish(status=200, usage=usage, first_token_at=time.monotonic())
         return jsonify(body)
 
@@ -74,9 +94,11 @@ def answer(prepared: Prepared) -> Response:
         if outcome == "client_gone":
             error_type = "client_disconnected"
         _count_rescued(prepared, record)
+        usage = machine.usage()
+        admission.settle(_tokens(usage))
         record.finish(
             status=200,
-            usage=machine.usage(),
+            usage=usage,
             outcome=outcome,
             error_type=error_type,
             first_token_at=first_output_at,
@@ -96,6 +118,12 @@ def answer(prepared: Prepared) -> Response:
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
+
+
+def _tokens(usage) -> int:
+    """What a request costs against token limits: input (prefix-cache hits
+    excluded) + output, as in the client's usage and in /stats."""
+    return (usage.input_tokens or 0) + (usage.output_tokens or 0)
 
 
 def _count_rescued(prepared: Prepared, record) -> None:

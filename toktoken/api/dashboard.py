@@ -1,12 +1,14 @@
-"""GET /dashboard: the usage dashboard, for browsers.
+"""GET /dashboard: the usage dashboard, for browsers, for admin keys.
 
 Browser-friendly auth that keeps the key out of URLs and logs: the key is
 typed into a form and POSTed once; the answer sets a session cookie that
-holds an HMAC-signed (key fingerprint, expiry) — never the key —
-HttpOnly, SameSite=Strict, Secure behind HTTPS, valid 12 hours. The signing
-secret is derived from the configured keys, so every worker and instance
-agrees without extra configuration, and changing API_KEY ends all sessions.
-Programs can also send the key in x-api-key / Authorization as on the API.
+holds an HMAC-signed (key name, expiry) — never the key — HttpOnly,
+SameSite=Strict, Secure behind HTTPS, valid 12 hours. The signing secret is
+the configuration's (Settings.session_secret: made of the secret keys it
+holds and DASHBOARD_SECRET), so every worker and instance agrees, and
+changing the keys ends all sessions. Programs can also send the key in
+x-api-key / Authorization as on the API. The dashboard shows every key's
+use: only admin keys (API_KEY's, and ``admin = true``) may see it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ import hashlib
 import hmac
 import time
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, Response, g, redirect, request
 
-from ..auth import check_key
-from ..errors import AuthenticationFailed
+from ..auth import match_key
+from ..config import ClientKey
 from ..gateway import current_gateway
 from ..telemetry.dashboard import LOGIN_PAGE, collect, render
-from ..telemetry.record import key_fingerprint
 
 bp = Blueprint("dashboard", __name__)
 
@@ -29,42 +30,29 @@ COOKIE = "toktoken_dashboard"
 SESSION_SECONDS = 12 * 3600
 
 
-def _secret(keys: tuple[str, ...]) -> bytes:
-    return hashlib.sha256(
-        b"toktoken-dashboard-session\n" + "\n".join(sorted(keys)).encode()
-    ).digest()
-
-
-def _sign(keys, fingerprint: str, expires: int) -> str:
-    payload = f"{fingerprint}.{expires}"
-    mac = hmac.new(_secret(keys), payload.encode(), hashlib.sha256).hexdigest()
+def _sign(secret: bytes, name: str, expires: int) -> str:
+    payload = f"{name}.{expires}"
+    mac = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
     return f"{payload}.{mac}"
 
 
-def _valid_session(keys, value: str | None) -> bool:
+def _session_key(settings, value: str | None) -> ClientKey | None:
+    """The key a valid session cookie was issued to, if it still exists."""
     try:
-        fingerprint, expires, mac = (value or "").split(".")
+        payload, mac = (value or "").rsplit(".", 1)
+        name, expires = payload.rsplit(".", 1)
         expires_at = int(expires)
     except ValueError:
-        return False
-    expected = hmac.new(
-        _secret(keys), f"{fingerprint}.{expires}".encode(), hashlib.sha256
-    ).hexdigest()
-    return (
-        hmac.compare_digest(mac, expected)
-        and expires_at > time.time()
-        and any(hmac.compare_digest(fingerprint, key_fingerprint(k)) for k in keys)
-    )
+        return None
+    expected = hmac.new(settings.session_secret, payload.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, expected) or expires_at <= time.time():
+        return None
+    return next((k for k in settings.keys if k.name == name), None)
 
 
-def _authorised(keys) -> bool:
-    if _valid_session(keys, request.cookies.get(COOKIE)):
-        return True
-    try:
-        check_key(request.headers, keys)
-        return True
-    except AuthenticationFailed:
-        return False
+def _viewer(settings) -> ClientKey | None:
+    """Who is looking: the session cookie's key, else the request's key."""
+    return _session_key(settings, request.cookies.get(COOKIE)) or g.get("client")
 
 
 def _html(body: str, status: int = 200) -> Response:
@@ -77,11 +65,20 @@ def _html(body: str, status: int = 200) -> Response:
     return response
 
 
+_NOT_ADMIN = (
+    '<p class="error">That key is valid, but not an admin key: the dashboard shows every '
+    "key's use. Your own is in GET /stats.</p>"
+)
+
+
 @bp.get("/dashboard")
 def dashboard():
     gateway = current_gateway()
-    if not _authorised(gateway.settings.api_keys):
+    viewer = _viewer(gateway.settings)
+    if viewer is None:
         return redirect("/dashboard/login", code=303)
+    if not viewer.admin:
+        return _html(LOGIN_PAGE.format(message=_NOT_ADMIN), status=403)
     store = gateway.recorder.store if gateway.recorder else None
     if gateway.recorder:
         gateway.recorder.flush()  # show this worker's latest records too
@@ -97,16 +94,18 @@ def login_form():
 
 @bp.post("/dashboard/login")
 def login():
-    keys = current_gateway().settings.api_keys
-    key = request.form.get("key", "")
-    if not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys) or not key:
+    settings = current_gateway().settings
+    client = match_key(request.form.get("key", ""), settings.keys)
+    if client is None:
         message = '<p class="error">That key is not valid.</p>'
         return _html(LOGIN_PAGE.format(message=message), status=401)
+    if not client.admin:
+        return _html(LOGIN_PAGE.format(message=_NOT_ADMIN), status=403)
     expires = int(time.time()) + SESSION_SECONDS
     response = redirect("/dashboard", code=303)
     response.set_cookie(
         COOKIE,
-        _sign(keys, key_fingerprint(key), expires),
+        _sign(settings.session_secret, client.name, expires),
         max_age=SESSION_SECONDS,
         path="/dashboard",
         httponly=True,

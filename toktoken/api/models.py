@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from ..gateway import current_gateway
 
@@ -27,6 +27,8 @@ def list_models():
     for backend in backends.all:
         for name in backends.caps(backend).models:
             served.setdefault(name, backend)
+    client = g.client  # only the models this key may ask for
+    served = {name: backend for name, backend in served.items() if client.may_use(name)}
     ids = list(served)
     if request.headers.get("anthropic-version"):
         margin = gateway.settings.context_margin

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from ..errors import InvalidRequest
 from ..gateway import current_gateway
@@ -20,13 +20,24 @@ def stats():
     """Totals, and with ``group_by`` (model, backend, key, route, status,
     session, replica, hour, day) one row per group, for ``since`` <= time < ``until`` (unix seconds
     or ISO 8601; default: everything). Records are written about once a
-    second (TELEMETRY_FLUSH_INTERVAL), so the last second may be missing."""
+    second (TELEMETRY_FLUSH_INTERVAL), so the last second may be missing.
+
+    An admin key sees every key's requests and each key's use against its
+    limits; any other key, only its own."""
     gateway = current_gateway()
+    client = g.client
+    scope = None if client.admin else client.name
+    keys = [
+        {"name": k.name, "admin": k.admin, "models": list(k.models) or None,
+         **gateway.access.use(k)}
+        for k in (gateway.settings.keys if client.admin else (client,))
+    ]  # fmt: skip
     if gateway.recorder is None:
         return jsonify(
             {
                 "telemetry": False,
                 "message": "telemetry is disabled: set TELEMETRY_ENABLED=true to record usage",
+                "keys": keys,
             }
         )
     since = _time_param("since")
@@ -34,7 +45,7 @@ def stats():
     group_by = request.args.get("group_by")
     if group_by is not None and group_by not in GROUPS:
         raise InvalidRequest(f"group_by must be one of {', '.join(GROUPS)}", param="group_by")
-    result = gateway.recorder.store.stats(since, until, group_by)
+    result = gateway.recorder.store.stats(since, until, group_by, key_name=scope)
     if group_by in ("hour", "day"):
         for row in result.get("groups", []):
             row["key"] = _iso(row["key"])
@@ -44,7 +55,9 @@ def stats():
             "since": _iso(since),
             "until": _iso(until),
             "group_by": group_by,
+            "scope": scope or "all keys",
             **result,
+            "keys": keys,
         }
     )
 

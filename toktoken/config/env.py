@@ -79,6 +79,14 @@ def urls(name: str, raw: str) -> tuple[str, ...]:
     return normalise_urls(name, [u.strip() for u in raw.split(",")])
 
 
+def limits_storage(name: str, raw: str) -> str:
+    """Where per-key limits are counted: limits' storage URIs."""
+    schemes = ("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://")
+    if not raw.startswith(schemes):
+        raise ConfigError(name, "memory:// or a redis:// URL such as redis://127.0.0.1:6379", raw)
+    return raw
+
+
 def header_name(name: str, raw: str) -> str:
     if not all(c.isalnum() or c in "-_" for c in raw):
         raise ConfigError(name, "an HTTP header name such as x-session-id", raw)
@@ -134,6 +142,8 @@ SETTINGS_VARS = (
     Var("REPLICA_FAILURES", "replica_failures", integer(1, 1000)),
     Var("REPLICA_EJECT_SECONDS", "replica_eject_seconds", seconds),
     Var("FORWARD_SESSION_HEADER", "forward_session_header", header_name),
+    Var("LIMITS_STORAGE", "limits_storage", limits_storage, secret=True),
+    Var("DASHBOARD_SECRET", "dashboard_secret", text, secret=True),
 )
 
 # BackendSettings fields, after a prefix: VLLM_ for the default backend,

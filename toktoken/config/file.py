@@ -13,12 +13,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .keys import parse_keys, parse_limits
 from .model import (
     BACKEND_KINDS,
     COUNT_TOKENS_MODES,
     TEXT_TOOL_MODES,
     BackendSettings,
+    ClientKey,
     ConfigError,
+    Limits,
     Route,
     check_quirks,
     normalise_url,
@@ -37,6 +40,9 @@ class FileConfig:
     backends: tuple[BackendSettings, ...]
     routes: tuple[Route, ...]
     default: str  # name of the backend for models no route matches
+    keys: tuple[ClientKey, ...] = ()  # [keys.NAME] (config/keys.py)
+    limits: Limits = Limits()  # [limits]: defaults for every key
+    key_secrets: tuple[str, ...] = ()  # keys read from the environment (key_env)
 
 
 def load(path: str, env: Mapping[str, str] | None = None) -> FileConfig:
@@ -49,14 +55,19 @@ def load(path: str, env: Mapping[str, str] | None = None) -> FileConfig:
         raise ConfigError("TOKTOKEN_CONFIG", "the path of a readable TOML file", path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(where, f"valid TOML ({exc})") from None
-    unknown = set(data) - {"backends", "routes", "default_backend"}
+    unknown = set(data) - {"backends", "routes", "default_backend", "keys", "limits"}
     if unknown:
         raise ConfigError(
             where,
-            "made of [backends.NAME], [[routes]] and default_backend",
+            "made of [backends.NAME], [[routes]], default_backend, [keys.NAME] and [limits]",
             ", ".join(sorted(unknown)),
         )
 
+    limits = parse_limits(f"{where}: limits", data.get("limits"))
+    keys, secrets = parse_keys(where, data.get("keys"), limits, env)
+    if "backends" not in data and "routes" not in data and ("keys" in data or "limits" in data):
+        # Keys only: the backends stay those of the environment (VLLM_*, VISION_*).
+        return FileConfig((), (), "", keys, limits, secrets)
     tables = data.get("backends")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(where, "at least one [backends.NAME] table")
@@ -85,7 +96,7 @@ def load(path: str, env: Mapping[str, str] | None = None) -> FileConfig:
         if target not in names:
             raise ConfigError(f"{key}.backend", "the name of a [backends.NAME] table", str(target))
         routes.append(Route(pattern, target))
-    return FileConfig(backends, tuple(routes), default)
+    return FileConfig(backends, tuple(routes), default, keys, limits, secrets)
 
 
 def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSettings:

@@ -7,8 +7,10 @@ normalisation and masking of secrets for display.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 DEFAULT_API_KEY = "sk-anthropic-router"
@@ -78,6 +80,54 @@ class BackendSettings:
             "quirks": list(self.quirks),
             "text_tool_calls": self.text_tool_calls,
         }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-key limits (access.py); None: no limit of that kind."""
+
+    requests_per_minute: int | None = None
+    tokens_per_hour: int | None = None  # input + output
+    tokens_per_day: int | None = None
+    concurrent_streams: int | None = None
+
+    def over(self, defaults: Limits) -> Limits:
+        """These limits, each unset one taken from ``defaults``."""
+        return Limits(
+            **{
+                f.name: getattr(self, f.name)
+                if getattr(self, f.name) is not None
+                else getattr(defaults, f.name)
+                for f in fields(self)
+            }
+        )
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+LIMIT_NAMES = tuple(f.name for f in fields(Limits))
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """A client's key, by name: only its SHA-256 is kept."""
+
+    name: str
+    sha256: str  # hex digest of the key
+    admin: bool = False  # sees every key's usage in /stats, and the dashboard
+    models: tuple[str, ...] = ()  # shell-style patterns, case-insensitive; empty: every model
+    limits: Limits = field(default_factory=Limits)
+
+    def may_use(self, model: str) -> bool:
+        if not self.models:
+            return True
+        name = model.lower()
+        return any(fnmatchcase(name, pattern.lower()) for pattern in self.models)
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

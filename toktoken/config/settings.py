@@ -6,15 +6,25 @@ line naming the variable, instead of failing on the first request.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from . import env as envvars
 from .file import load
-from .model import DEFAULT_API_KEY, BackendSettings, ConfigError, Route
+from .keys import check_unique
+from .model import (
+    DEFAULT_API_KEY,
+    BackendSettings,
+    ClientKey,
+    ConfigError,
+    Limits,
+    Route,
+    key_digest,
+)
 
 DEFAULT_BACKEND = BackendSettings("default", "http://localhost:8000", None, "qwen3-coder-30b-fp8")
 VISION_BACKEND = BackendSettings("vision", "", None, "gpt-4-vision", vision=True)
@@ -58,6 +68,27 @@ class Settings:
     replica_eject_seconds: float = 10.0
     # Sent upstream with the session id, for routers that hash on it.
     forward_session_header: str | None = None
+    # Who may call, by name (API_KEY's keys are key-1, key-2, …, admins;
+    # [keys.NAME] in the file), with their limits and models (access.py).
+    keys: tuple[ClientKey, ...] = ()
+    limits: Limits = Limits()  # [limits]: the defaults every key starts from
+    limits_storage: str = "memory://"  # or redis://host:6379 (shared by workers and instances)
+    dashboard_secret: str | None = None
+    # Signs the dashboard's session cookies: from the secret keys this
+    # configuration holds (and DASHBOARD_SECRET), so every worker and instance
+    # agrees; random when it holds only hashes (one instance's workers agree).
+    session_secret: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            keys = tuple(
+                ClientKey(f"key-{i}", key_digest(k), admin=True, limits=self.limits)
+                for i, k in enumerate(self.api_keys, 1)
+            )
+            object.__setattr__(self, "keys", keys)
+        if not self.session_secret:
+            raw = sorted(self.api_keys) + ([self.dashboard_secret] if self.dashboard_secret else [])
+            object.__setattr__(self, "session_secret", _secret(raw))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,10 +100,14 @@ class Settings:
         vision = replace(VISION_BACKEND, **vision_values) if "urls" in vision_values else None
         others: tuple[BackendSettings, ...] = ()
         routes: tuple[Route, ...] = ()
-        if values.get("config_file"):
+        file_keys: tuple[ClientKey, ...] = ()
+        limits, secrets = Limits(), ()
+        loaded = load(values["config_file"], env) if values.get("config_file") else None
+        if loaded is not None:
+            file_keys, limits, secrets = loaded.keys, loaded.limits, loaded.key_secrets
+        if loaded is not None and loaded.backends:
             # The file describes every backend; VISION_* still add a vision
             # backend when the file names none.
-            loaded = load(values["config_file"], env)
             by_name = {b.name: b for b in loaded.backends}
             backend = by_name[loaded.default]
             others = tuple(b for b in loaded.backends if b.name != loaded.default)
@@ -85,7 +120,32 @@ class Settings:
                 raise ConfigError(
                     "VISION_URL", "unset when TOKTOKEN_CONFIG defines a backend named vision"
                 )
-        return cls(backend=backend, vision=vision, others=others, routes=routes, **values)
+        # API_KEY's keys, unless only the file names keys; then the file's.
+        api_keys = values.pop("api_keys", None)
+        if api_keys is None:
+            api_keys = () if file_keys else (DEFAULT_API_KEY,)
+        keys = tuple(
+            ClientKey(f"key-{i}", key_digest(k), admin=True, limits=limits)
+            for i, k in enumerate(api_keys, 1)
+        )
+        keys += file_keys
+        check_unique(keys)
+        raw = sorted(api_keys) + sorted(secrets)
+        if values.get("dashboard_secret"):
+            raw.append(values["dashboard_secret"])
+        if not keys:
+            raise ConfigError("API_KEY", "set, or keys named in TOKTOKEN_CONFIG ([keys.NAME])")
+        return cls(
+            backend=backend,
+            vision=vision,
+            others=others,
+            routes=routes,
+            api_keys=api_keys,
+            keys=keys,
+            limits=limits,
+            session_secret=_secret(raw),
+            **values,
+        )
 
     @property
     def backends(self) -> list[BackendSettings]:
@@ -101,12 +161,27 @@ class Settings:
         return {
             **envvars.describe(self, envvars.SETTINGS_VARS),
             "backends": [b.describe() for b in self.backends],
+            "keys": [
+                {
+                    "name": k.name,
+                    "admin": k.admin,
+                    "models": list(k.models) or "all",
+                    **{n: v for n, v in k.limits.as_dict().items() if v is not None},
+                }
+                for k in self.keys
+            ],  # fmt: skip
             "routes": [f"{r.pattern} -> {r.backend}" for r in self.routes],
         }
 
     @property
     def logging_level(self) -> int:
         return getattr(logging, self.log_level.upper())
+
+
+def _secret(raw: list[str]) -> bytes:
+    if not raw:
+        return os.urandom(32)
+    return hashlib.sha256(b"toktoken-dashboard-session\n" + "\n".join(raw).encode()).digest()
 
 
 def _is_loopback(host: str) -> bool:

@@ -54,6 +54,10 @@ def collect(store, health: list, now: float | None = None, replicas: list | None
         "prefix_reuse": totals["avg_prefix_reuse"],
         "sessions": store.cache_by_session(first_hour),
     }
+    data["keys"] = [
+        (row["key"], row["requests"], row["input_tokens"], row["output_tokens"], row["errors"])
+        for row in store.stats(first_hour, None, "key")["groups"]
+    ]
     data["text_tool_calls"] = {
         row["key"]: row["text_tool_calls"]
         for row in store.stats(first_hour, None, "backend")["groups"]
@@ -176,6 +180,7 @@ def render(data: dict) -> str:
             f"<th>p99</th></tr>{rows}</table>"
         )
         sections.append(_cache_section(data["cache"]))
+        sections.append(_keys_section(data["keys"]))
         if data["text_tool_calls"]:
             sections.append(_text_tool_calls_notice(data["text_tool_calls"]))
     else:
@@ -201,6 +206,19 @@ def render(data: dict) -> str:
     )
     updated = datetime.fromtimestamp(data["now"], tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return PAGE.format(body="\n".join(sections), updated=updated)
+
+
+def _keys_section(keys: list) -> str:
+    """Use per client key, by name (never the key)."""
+    rows = "".join(
+        f"<tr><td>{escape(str(name or '-'))}</td><td>{count}</td><td>{_number(inp)}</td>"
+        f"<td>{_number(out)}</td><td>{errors}</td></tr>"
+        for name, count, inp, out, errors in keys
+    )
+    return (
+        "<h2>By key (last 24 hours)</h2><table><tr><th>key</th><th>requests</th>"
+        f"<th>input tokens</th><th>output tokens</th><th>errors</th></tr>{rows}</table>"
+    )
 
 
 def _health_row(name, url, ok: bool, state: str, latency_ms, detail) -> str:

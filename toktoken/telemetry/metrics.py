@@ -26,11 +26,18 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 # Requested model names come from clients: cap the label values per process.
 MAX_MODEL_LABELS = 50
 
-REQUESTS = Counter("toktoken_requests", "API requests", ["route", "backend", "model", "status"])
-INPUT_TOKENS = Counter(
-    "toktoken_input_tokens", "Input tokens (excluding cache hits)", ["route", "backend", "model"]
+# key: the client key's name (configured, so bounded; "-" before a key is known).
+REQUESTS = Counter(
+    "toktoken_requests", "API requests", ["route", "backend", "model", "status", "key"]
 )
-OUTPUT_TOKENS = Counter("toktoken_output_tokens", "Output tokens", ["route", "backend", "model"])
+INPUT_TOKENS = Counter(
+    "toktoken_input_tokens",
+    "Input tokens (excluding cache hits)",
+    ["route", "backend", "model", "key"],
+)
+OUTPUT_TOKENS = Counter(
+    "toktoken_output_tokens", "Output tokens", ["route", "backend", "model", "key"]
+)
 CACHE_READ_TOKENS = Counter(
     "toktoken_cache_read_tokens",
     "Prompt tokens served from the backend's prefix cache",
@@ -123,7 +130,7 @@ def _model_label(model: str | None) -> str:
 
 def observe(record) -> None:
     """Count one finished request (a UsageRecord)."""
-    key = (record.route, record.backend, record.model, record.status)
+    key = (record.route, record.backend, record.model, record.status, record.key_name)
     series = _series.get(key)
     if series is None:
         series = _series_for(key)
@@ -142,18 +149,18 @@ def observe(record) -> None:
         PREFIX_REUSE.labels(record.backend or "-").observe(record.prefix_reuse)
 
 
-# The labelled series of each (route, backend, model, status), looked up once:
+# The labelled series of each (route, backend, model, status, key), looked up once:
 # ``labels()`` costs a lock and a few dict operations per metric per request.
 _series: dict[tuple, tuple] = {}
 
 
 def _series_for(key: tuple) -> tuple:
-    route, backend, model, status = key
-    backend, model = backend or "-", _model_label(model)
+    route, backend, model, status, key_name = key
+    backend, model, key_name = backend or "-", _model_label(model), key_name or "-"
     series = (
-        REQUESTS.labels(route, backend, model, str(status)),
-        INPUT_TOKENS.labels(route, backend, model),
-        OUTPUT_TOKENS.labels(route, backend, model),
+        REQUESTS.labels(route, backend, model, str(status), key_name),
+        INPUT_TOKENS.labels(route, backend, model, key_name),
+        OUTPUT_TOKENS.labels(route, backend, model, key_name),
         CACHE_READ_TOKENS.labels(route, backend, model),
         LATENCY.labels(route, backend),
         TTFT.labels(route, backend),

@@ -69,6 +69,7 @@ class UsageRecord(NamedTuple):
     # another failed it first (backends/replicas.py).
     replica: str | None = None
     failover: bool = False
+    key_name: str | None = None  # the client key's name (never the key)
 
     def row(self) -> tuple:
         """Column values; booleans as 0/1 (INTEGER columns in both SQLite and PostgreSQL)."""
@@ -96,6 +97,7 @@ class RequestRecord:
     text_tool_calls: int = 0
     replica: str | None = None
     failover_from: str | None = None
+    key_name: str | None = None
     done: bool = False
 
     def finish(
@@ -118,6 +120,7 @@ class RequestRecord:
         log_request(
             request_id=self.request_id,
             route=self.route,
+            key=self.key_name,
             backend=self.backend,
             model=self.model,
             backend_model=self.backend_model,
@@ -157,6 +160,7 @@ class RequestRecord:
             text_tool_calls=self.text_tool_calls,
             replica=_text(self.replica),
             failover=self.failover_from is not None,
+            key_name=self.key_name,
         )
         metrics.observe(record)
         if self.recorder is not None:

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS usage (
     prefix_reuse REAL,
     text_tool_calls INTEGER NOT NULL DEFAULT 0,
     replica TEXT,
-    failover INTEGER NOT NULL DEFAULT 0
+    failover INTEGER NOT NULL DEFAULT 0,
+    key_name TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts);
 CREATE INDEX IF NOT EXISTS usage_model_ts ON usage (model, ts);
@@ -53,15 +54,19 @@ ADDED_COLUMNS = {
     "text_tool_calls": "INTEGER NOT NULL DEFAULT 0",
     "replica": "TEXT",
     "failover": "INTEGER NOT NULL DEFAULT 0",
+    "key_name": "TEXT",
 }
-ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS usage_session_ts ON usage (session_id, ts)"
+ADDED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS usage_session_ts ON usage (session_id, ts)",
+    "CREATE INDEX IF NOT EXISTS usage_key_name_ts ON usage (key_name, ts)",
+)
 
 # group_by -> SQL expression for the group key ({floor} differs per database:
 # SQLite's CAST truncates, PostgreSQL's rounds)
 GROUPS = {
     "model": "model",
     "backend": "backend",
-    "key": "key_fp",
+    "key": "COALESCE(key_name, key_fp)",  # the key's name; older records: its fingerprint
     "route": "route",
     "status": "status",
     "session": "session_id",
@@ -117,8 +122,18 @@ class _Store:
     def prune(self, before_ts: float) -> int:
         return self._execute(f"DELETE FROM usage WHERE ts < {self.mark}", (before_ts,)).rowcount
 
-    def stats(self, since: float | None, until: float | None, group_by: str | None) -> dict:
+    def stats(
+        self,
+        since: float | None,
+        until: float | None,
+        group_by: str | None,
+        key_name: str | None = None,
+    ) -> dict:
+        """Totals and groups; ``key_name``: only that key's requests."""
         where, params = [], []
+        if key_name is not None:
+            where.append(f"key_name = {self.mark}")
+            params.append(key_name)
         if since is not None:
             where.append(f"ts >= {self.mark}")
             params.append(since)
@@ -184,7 +199,8 @@ class SQLiteStore(_Store):
             for column, kind in ADDED_COLUMNS.items():
                 if column not in present:
                     db.execute(f"ALTER TABLE usage ADD COLUMN {column} {kind}")
-            db.execute(ADDED_INDEXES)
+            for index in ADDED_INDEXES:
+                db.execute(index)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -262,7 +278,8 @@ class PostgresStore(_Store):
             for column, kind in ADDED_COLUMNS.items():
                 kind = kind.replace("REAL", "DOUBLE PRECISION")
                 db.execute(f"ALTER TABLE usage ADD COLUMN IF NOT EXISTS {column} {kind}")
-            db.execute(ADDED_INDEXES)
+            for index in ADDED_INDEXES:
+                db.execute(index)
 
     def _floor(self, expr: str) -> str:
         return expr.replace("{floor}(", "FLOOR(")
