@@ -137,6 +137,11 @@ class _Server(ThreadingHTTPServer):
 class FakeBackend:
     def __init__(self, port: int = 0) -> None:
         self.handler = default_handler
+        # What GET /v1/models lists while the default handler answers: more
+        # than one model, so a gateway configured with another name is told
+        # (a warning) but keeps its name; ``serve`` adds the names tests
+        # configure (for the whole session: gateways are shared and re-probe).
+        self.served = ["fake-model", "fake-model-2"]
         self.requests: list[Recorded] = []
         self.disconnects: list[float] = []
         self._lock = threading.Lock()
@@ -153,6 +158,10 @@ class FakeBackend:
         with self._lock:
             self.requests.clear()
             self.disconnects.clear()
+
+    def serve(self, *models: str) -> None:
+        """List ``models`` too in GET /v1/models from now on."""
+        self.served += [m for m in models if m not in self.served]
 
     def record(self, req: Recorded) -> None:
         with self._lock:
@@ -217,7 +226,11 @@ def _make_handler(backend: FakeBackend):
             req = Recorded(self.command, self.path, dict(self.headers), body)
             if not self.path.endswith("/models"):
                 backend.record(req)
-            reply = backend.handler(req)
+            if backend.handler is default_handler and self.path.endswith("/models"):
+                listed = [{"id": m, "object": "model"} for m in backend.served]
+                reply = Json({"object": "list", "data": listed})
+            else:
+                reply = backend.handler(req)
             if isinstance(reply, Json):
                 self._send(reply.status, json.dumps(reply.body).encode(), "application/json",
                            reply.headers)  # fmt: skip

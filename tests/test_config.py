@@ -63,7 +63,8 @@ def test_bad_value_stops_startup_with_one_line(args):
 
 def test_check_prints_masked_config_and_probes(backend):
     proc = _run(["-m", "toktoken", "check"],
-                {"VLLM_URL": backend.url, "VLLM_API_KEY": "supersecretupstream", "API_KEY": "clientsecret99"})  # fmt: skip
+                {"VLLM_URL": backend.url, "VLLM_MODEL": "fake-model", "VLLM_API_KEY": "supersecretupstream",
+                 "API_KEY": "clientsecret99"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "supersecretupstream" not in proc.stdout and "clientsecret99" not in proc.stdout
     assert backend.url in proc.stdout and "reachable" in proc.stdout and "fake-model" in proc.stdout

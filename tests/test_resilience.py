@@ -240,6 +240,7 @@ model = "{model}"
 def test_reload_takes_a_valid_edit_and_refuses_a_broken_one_without_cutting_streams(
     backend, tmp_path
 ):
+    backend.serve("model-a", "model-b")
     path = tmp_path / "toktoken.toml"
     path.write_text(CONFIG.format(url=backend.url, model="model-a"))
     gw = GatewayProcess({"TOKTOKEN_CONFIG": str(path), "API_KEY": KEY, "STREAM_PING_INTERVAL": "1"},

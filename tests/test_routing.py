@@ -33,6 +33,7 @@ backend = "small"
 
 @pytest.fixture
 def config_path(tmp_path, backend):
+    backend.serve("big-model", "small-model")
     path = tmp_path / "toktoken.toml"
     path.write_text(CONFIG.format(url=backend.url))
     return path

@@ -34,6 +34,7 @@ CASES = {
 
 @pytest.fixture
 def vision_gateway(gateway_factory, backend):
+    backend.serve("vision-model")
     return gateway_factory(VISION_URL=backend.url, VISION_MODEL="vision-model", VISION_API_KEY="vk")
 
 

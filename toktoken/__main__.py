@@ -1,4 +1,4 @@
-"""``python -m toktoken [serve|check|claude-env|hash-key]``.
+"""``python -m toktoken [serve|check|claude-env|hash-key|backup PATH]``.
 
 serve       validate the configuration, then run gunicorn with gunicorn.conf.py
 check       print the effective configuration (secrets masked) and probe backends
@@ -7,6 +7,8 @@ claude-env  print the lines that point Claude Code at this gateway, with
             [--model NAME] [--url URL] [--window TOKENS] [--key KEY] [--offline]
 hash-key    read a client key on standard input, print its sha256 line for a
             [keys.NAME] table of the configuration file
+backup PATH copy the SQLite usage ledger (TELEMETRY_DB) to PATH while the
+            gateway runs (SQLite's online backup, checked, then renamed)
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
     if command == "hash-key" and not argv[1:]:
         return hash_key()
-    if command not in ("serve", "check", "claude-env") or (command != "claude-env" and argv[1:]):
+    usage = command not in ("serve", "check", "claude-env", "backup") or (
+        argv[1:] if command in ("serve", "check") else command == "backup" and len(argv) != 2
+    )
+    if usage:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     try:
@@ -36,6 +41,8 @@ def main(argv: list[str]) -> int:
         return 2
     if command == "check":
         return check(settings)
+    if command == "backup":
+        return backup(settings.telemetry_db, argv[1])
     if command == "claude-env":
         return claude_env(settings, argv[1:])
     conf = ROOT / "gunicorn.conf.py"
@@ -65,6 +72,25 @@ def hash_key() -> int:
     return 0
 
 
+def backup(source: str, target: str) -> int:
+    """``backup PATH``: the ledger named by TELEMETRY_DB, copied to PATH."""
+    import sqlite3
+
+    from .telemetry import backup_sqlite
+
+    if source.startswith(("postgresql://", "postgres://")):
+        print("toktoken backup: the ledger is PostgreSQL (TELEMETRY_DB): back it up with pg_dump",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        records = backup_sqlite(source, target)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"toktoken backup: {exc} (TELEMETRY_DB={source})", file=sys.stderr)
+        return 1
+    print(f"backed up {records} usage records from {source} to {target}")
+    return 0
+
+
 def check(settings: Settings) -> int:
     from .backends import Backends
     from .logs import setup_logging
@@ -77,7 +103,9 @@ def check(settings: Settings) -> int:
     print("\nBackends:")
     ok = True
     logging.getLogger("toktoken.backends.replicas").setLevel(logging.ERROR)  # said below
-    for health in Backends(settings).probe_all():
+    backends = Backends(settings)
+    logging.getLogger("toktoken.backends.registry").setLevel(logging.ERROR)  # said below
+    for backend, health in zip(backends.all, backends.probe_all(), strict=True):
         if not health.reachable:
             ok = ok and health.name != settings.backend.name
         several = len(health.replicas) > 1
@@ -92,6 +120,14 @@ def check(settings: Settings) -> int:
                 print(f"{where} reachable in {each.latency_ms} ms{note}; models: {models}")
             else:
                 print(f"{where} NOT reachable: {each.detail}")
+        configured = backends.configured_models[backend.name]
+        if backend.model != configured:
+            print(f"    the server serves only {backend.model!r}, not the configured "
+                  f"{configured!r}: requests will use {backend.model!r}")  # fmt: skip
+        problem = backends.model_problems.get(backend.name)
+        if problem:
+            print(f"    PROBLEM: {problem}: requests will fail; set the model to one of them")
+            ok = ok and health.name != settings.backend.name
     return 0 if ok else 1
 
 

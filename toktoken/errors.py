@@ -24,9 +24,11 @@ class GatewayError(Exception):
     # replica's health ("connection refused", "503", ...; None: nothing), and
     # whether the request may go to another replica (nothing was relayed and
     # the replica did not take the request on: refused, reset before the
-    # status line, 502/503).
+    # status line, 502/503), and whether the replica could not be reached at
+    # all (refused, no route, a connect timeout): /health says so at once.
     replica_fault: str | None = None
     failover: bool = False
+    unreachable: bool = False
 
     def __init__(self, message: str, *, status: int | None = None, param: str | None = None):
         super().__init__(message)

@@ -136,7 +136,7 @@ class Pipeline:
         try:
             prepared = self._prepare(dialect, req, headers, group, replica.client)
         except BaseException:
-            group.end(replica)
+            group.end(replica, answered=False)
             raise
         prepared.group, prepared.replica, prepared.session = group, replica, session
         if self.session_header and session:
@@ -200,7 +200,9 @@ class Pipeline:
             self._learn(replica.client, exc)
             raise
         finally:
-            group.end(replica)
+            # Counts come from a cache or fall back to an estimate: they say
+            # nothing of the replica's reachability.
+            group.end(replica, answered=False)
 
     # Sending ------------------------------------------------------------------
 
@@ -270,7 +272,7 @@ class Pipeline:
             raise
         except BaseException:
             if group is not None:
-                group.end(replica)
+                group.end(replica, answered=False)
             raise
         if group is None:
             return result

@@ -29,19 +29,25 @@ def root():
 
 @bp.get("/health")
 def health():
-    """The process is alive (200), and each backend up or down. With a valid
-    key: each backend's URL, latency and capabilities, each of its replicas
+    """The process is alive (200), and each backend up or down ("degraded":
+    one is down, or does not serve its configured model). With a valid key:
+    each backend's URL, latency, model (and what is wrong with it), capabilities, each of its replicas
     (up or ejected, requests in flight from this worker, last error), and
     this worker's usage ledger (state, last write, backlog, drops)."""
     gateway = current_gateway()
     backends = gateway.backends
     probes = backends.health()
-    status = "ok" if all(p.reachable for p in probes) else "degraded"
+    problems = backends.model_problems
+    healthy = all(p.reachable for p in probes) and not problems
+    status = "ok" if healthy else "degraded"
     if g.client is None:
         return jsonify({"status": status, "backends": [_up(p) for p in probes]})
     entries = []
     for backend, probe, replicas in zip(backends.all, probes, backends.replicas(), strict=True):
         entry = {**_up(probe), **probe.as_dict()}
+        entry["model"] = backend.model
+        if backend.name in problems:
+            entry["problem"] = problems[backend.name]
         if probe.reachable:
             entry["capabilities"] = backends.caps(backend).as_dict()
         entry["replicas"] = replicas

@@ -204,6 +204,10 @@ class CapabilityCache:
             log.info("backend %s%s capabilities: %s", client.name, _replica(client), caps.as_dict())
         return caps
 
+    def refresh_soon(self, client: BackendClient) -> None:
+        """Rediscover ``client``'s capabilities in the background (it came back)."""
+        self._refresh_in_background(client)
+
     def _refresh_in_background(self, client: BackendClient) -> threading.Event:
         with self._lock:
             running = self._refreshing.get(client.key)

@@ -72,6 +72,7 @@ def translate(
             ),
             "connect timeout",
             failover=True,
+            unreachable=True,
         )
     if isinstance(exc, requests.exceptions.Timeout | ReadTimeoutError | TimeoutError):
         if streaming:
@@ -87,15 +88,21 @@ def translate(
     if isinstance(exc, requests.exceptions.ConnectionError | HTTPError | OSError):
         why = reason(exc)
         return _fault(
-            BackendUnavailable(f"backend {url} is unreachable ({why})"), why, failover=True
+            BackendUnavailable(f"backend {url} is unreachable ({why})"),
+            why,
+            failover=True,
+            unreachable=True,
         )
     return _fault(BackendUnavailable(f"backend {url} failed: {type(exc).__name__}"), "failed")
 
 
-def _fault(error: GatewayError, fault: str, *, failover: bool = False) -> GatewayError:
+def _fault(
+    error: GatewayError, fault: str, *, failover: bool = False, unreachable: bool = False
+) -> GatewayError:
     """Mark what ``error`` says of the replica (see GatewayError.replica_fault)."""
     error.replica_fault = fault
     error.failover = failover
+    error.unreachable = unreachable
     return error
 
 

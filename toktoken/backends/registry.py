@@ -1,8 +1,11 @@
 """Every configured backend, what it can do, and whether it is up.
 
 ``Backends`` owns one ReplicaSet per backend (one BackendClient per replica
-URL), the capability cache, and the health probes of every replica (a
-background thread every HEALTH_INTERVAL seconds).
+URL), the capability cache, and the health of every replica: probed in the
+background every HEALTH_INTERVAL seconds, and in between told by requests
+(a refused connection marks a replica unreachable at once, an answer marks
+it reachable again). Each probe also checks that the backend serves the
+configured model (see ``served_model``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from ..telemetry.metrics import BACKEND_UP
 from .capabilities import Capabilities, CapabilityCache
 from .client import BackendClient
 from .health import Health, probe
-from .replicas import ReplicaSet
+from .replicas import Replica, ReplicaSet
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,13 @@ class Backends:
         self.capabilities = CapabilityCache(ttl=settings.capabilities_ttl)
         self._health: list[Health] | None = None
         self._health_at = 0.0
+        self._position = {b.name: i for i, b in enumerate(self.all)}
+        self._lock = threading.Lock()
+        # The configured model names, and what each backend's listing says of them.
+        self.configured_models = {b.name: b.model for b in self.all}
+        self.model_problems: dict[str, str] = {}
+        for backend in self.all:
+            backend.observe = self._observed
 
     def caps(self, backend: ReplicaSet) -> Capabilities:
         """A backend's capabilities. With replicas: each replica's are
@@ -81,10 +91,73 @@ class Backends:
                 backend.probed(replica, health)
                 each.append(health)
             results.append(_combined(backend, each))
-        for health in results:
+        for backend, health in zip(self.all, results, strict=True):
             BACKEND_UP.labels(health.name).set(1 if health.reachable else 0)
+            if health.models:
+                self._check_model(backend, health.models)
         self._health, self._health_at = results, time.monotonic()
         return results
+
+    def _check_model(self, backend: ReplicaSet, models: tuple[str, ...]) -> None:
+        """The backend lists ``models``: use the configured model, or the only
+        one it serves; else say which it serves (logged once per change)."""
+        configured = self.configured_models[backend.name]
+        use, problem = served_model(configured, models)
+        if use != backend.model:
+            backend.model = use
+            for client in backend.clients:
+                client.model = use
+            if use == configured:
+                log.warning("backend %s serves the configured model %r again", backend.name, use)
+                return
+            log.warning(
+                "backend %s serves one model, %r, not the configured %r: sending %r "
+                "(set %s to it to silence this)",
+                backend.name,
+                use,
+                configured,
+                use,
+                "VLLM_MODEL" if backend.name == "default" else f"backends.{backend.name}.model",
+            )
+        if problem != self.model_problems.get(backend.name):
+            if problem:
+                self.model_problems[backend.name] = problem
+                log.warning("backend %s: %s: requests will fail", backend.name, problem)
+            else:
+                self.model_problems.pop(backend.name, None)
+
+    def _observed(
+        self, backend: ReplicaSet, replica: Replica, reachable: bool, why: str | None
+    ) -> None:
+        """A request learned whether ``replica`` can be reached: the health
+        snapshot says so now, not at the next probe."""
+        results = self._health
+        if results is None:
+            return
+        at = self._position[backend.name]
+        if results[at].replicas[replica.index].reachable == reachable:
+            return  # nothing new: the common case, one lookup
+        with self._lock:
+            results = list(self._health)
+            each = list(results[at].replicas)
+            was = each[replica.index]
+            if was.reachable == reachable:
+                return
+            each[replica.index] = replace(
+                was,
+                reachable=reachable,
+                latency_ms=was.latency_ms if reachable else None,
+                detail=None if reachable else f"a request: {why}",
+            )
+            results[at] = _combined(backend, each)
+            self._health = results
+        BACKEND_UP.labels(backend.name).set(1 if results[at].reachable else 0)
+        state = (
+            "reachable again (a request was answered)" if reachable else f"NOT reachable ({why})"
+        )
+        log.warning("backend %s at %s is %s", backend.name, replica.url, state)
+        if reachable:
+            self.capabilities.refresh_soon(replica.client)
 
     def health(self) -> list[Health]:
         """The latest probe results: probed in the background every
@@ -122,9 +195,12 @@ class Backends:
         return results
 
     def _probe_forever(self) -> None:
-        previous = {(e.name, e.url): e.reachable for h in self._health or [] for e in h.replicas}
         while True:
             time.sleep(self.health_interval)
+            # What was known before this probe (requests may have changed it).
+            previous = {
+                (e.name, e.url): e.reachable for h in self._health or [] for e in h.replicas
+            }
             for backend, health in zip(self.all, self.probe_all(), strict=True):
                 for client, each in zip(backend.clients, health.replicas, strict=True):
                     was = previous.get((each.name, each.url))
@@ -133,7 +209,20 @@ class Backends:
                         log.warning("backend %s at %s is %s", each.name, each.url, state)
                         if each.reachable:
                             self.capabilities.refresh(client)
-                    previous[(each.name, each.url)] = each.reachable
+
+
+def served_model(configured: str, models: tuple[str, ...]) -> tuple[str, str | None]:
+    """The model to send, given what the backend lists, and what is wrong
+    (None: nothing). vLLM serves the Hugging Face id unless told a
+    ``--served-model-name``; Ollama's ``name`` means ``name:latest``."""
+    if not models or configured in models:
+        return configured, None
+    if ":" not in configured and f"{configured}:latest" in models:
+        return configured, None
+    if len(models) == 1:
+        return models[0], None
+    shown = ", ".join(models[:20]) + (f", … ({len(models)} in all)" if len(models) > 20 else "")
+    return configured, f"model {configured!r} is not served (it serves: {shown})"
 
 
 def _combined(backend: ReplicaSet, each: list[Health]) -> Health:

@@ -60,8 +60,9 @@ def weight(session: str, url: str) -> int:
 
 
 class Replica:
-    def __init__(self, client: BackendClient, backend: str):
+    def __init__(self, client: BackendClient, backend: str, index: int = 0):
         self.client = client
+        self.index = index  # its place in the backend's list
         self.url = client.url
         self.in_flight = 0
         self.failures = 0  # in a row
@@ -112,13 +113,16 @@ class ReplicaSet:
         self.name = settings.name
         self.model = settings.model
         self.url = clients[0].url
-        self.replicas = [Replica(c, settings.name) for c in clients]
+        self.replicas = [Replica(c, settings.name, i) for i, c in enumerate(clients)]
         self.clients = clients
         self.threshold = failures
         self.base_backoff = backoff
         self._probe = probe
         self._clock = clock
         self._lock = threading.Lock()
+        # Told what a request learned of a replica's reachability: (this set,
+        # the replica, reachable, why) — the registry keeps /health current.
+        self.observe: Callable[[ReplicaSet, Replica, bool, str | None], None] | None = None
 
     # Choosing ------------------------------------------------------------------
 
@@ -156,9 +160,13 @@ class ReplicaSet:
         replica._in_flight.inc()
         replica._requests.inc()
 
-    def end(self, replica: Replica, error: GatewayError | None = None) -> None:
+    def end(
+        self, replica: Replica, error: GatewayError | None = None, *, answered: bool = True
+    ) -> None:
         """The request on ``replica`` is over (for a stream: the stream was
-        closed); ``error`` is what failed it, if anything did."""
+        closed); ``error`` is what failed it, if anything did; ``answered``
+        False: it ended before the replica was heard from (it says nothing
+        of the replica's reachability)."""
         replica.in_flight -= 1
         replica._in_flight.dec()
         fault = getattr(error, "replica_fault", None) if error is not None else None
@@ -166,6 +174,12 @@ class ReplicaSet:
             self._succeeded(replica)
         else:
             self.failed(replica, f"{fault}: {error.message}"[:300])
+        if self.observe is not None:
+            if error is None:
+                if answered:
+                    self.observe(self, replica, True, None)
+            elif error.unreachable:
+                self.observe(self, replica, False, fault)
 
     def failed(self, replica: Replica, why: str) -> None:
         replica._errors.inc()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -213,7 +214,7 @@ class SQLiteStore(_Store):
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                _wal(db)
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA busy_timeout=30000")
             except sqlite3.Error:
@@ -247,6 +248,54 @@ class SQLiteStore(_Store):
             if stale is not None:
                 stale.close()
             raise
+
+
+def _wal(db: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL mode. Several workers opening a new ledger at once race
+    for this switch, and SQLite answers "database is locked" at once (its
+    busy handler is not called for it): try again, briefly."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+def backup_sqlite(source: str, target: str) -> int:
+    """Copy the SQLite ledger at ``source`` to ``target`` while gateways keep
+    writing to it: SQLite's online backup (a consistent snapshot, WAL
+    included; a plain file copy of a WAL database can be torn). The copy is
+    written beside ``target`` and renamed when it has passed an integrity
+    check, so ``target`` is never half a backup. Returns its record count."""
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"no usage ledger at {source}")
+    partial = os.path.join(
+        os.path.dirname(os.path.abspath(target)),
+        f".{os.path.basename(target)}.{os.getpid()}.partial",
+    )
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+        try:
+            dst = sqlite3.connect(partial)
+            try:
+                src.backup(dst, pages=4096)  # in steps: writers wait at most one step
+                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+                check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+                records = dst.execute("SELECT count(*) FROM usage").fetchone()[0]
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"the copy failed its integrity check: {check}")
+        os.replace(partial, target)
+        return records
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 # Advisory lock id for creating the schema (any constant of our own).
