@@ -39,20 +39,43 @@ def need(binary: str) -> str:
 # nginx -------------------------------------------------------------------------
 
 
-class Nginx:
-    """The shipped site, with only its listen port and upstream servers
-    changed, inside a minimal nginx.conf, run in the foreground."""
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key (openssl)."""
+    cert, key = tmp / "tls.pem", tmp / "tls.key"
+    subprocess.run([need("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)  # fmt: skip
+    return cert, key
 
-    def __init__(self, tmp: Path, upstream_ports: list[int]):
+
+class Nginx:
+    """The shipped site, with only its listen addresses, certificate paths and
+    upstream servers changed (and ``edit`` applied, if given), inside a
+    minimal nginx.conf, run in the foreground. ``url`` is its HTTPS side,
+    ``http_url`` the plain one (which only redirects)."""
+
+    def __init__(self, tmp: Path, upstream_ports: list[int], edit=None):
         site = (DEPLOY / "nginx" / "toktoken.conf").read_text()
-        self.port = free_port()
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.port, self.http_port = free_port(), free_port()
         servers = "".join(
             f"    server 127.0.0.1:{p} max_fails=3 fail_timeout=10s;\n" for p in upstream_ports
         )
-        site, n = re.subn(r"    server 127\.0\.0\.1:3456[^\n]*\n", servers, site)
-        assert n == 1, "the shipped upstream block changed shape"
-        site, n = re.subn(r"listen 80;", f"listen 127.0.0.1:{self.port};", site)
-        assert n == 1
+        cert, key = self_signed(tmp)
+        for pattern, replacement in [
+            (r"    server 127\.0\.0\.1:3456[^\n]*\n", servers),
+            (r"listen 443 ssl;", f"listen 127.0.0.1:{self.port} ssl;"),
+            (r"listen 80;", f"listen 127.0.0.1:{self.http_port};"),
+            (r"ssl_certificate     \S+;", f"ssl_certificate     {cert};"),
+            (r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};"),
+        ]:
+            site, n = re.subn(pattern, replacement, site)
+            assert n == 1, f"the shipped site changed shape: {pattern}"
+        # This machine may have no IPv6: the [::] listeners go.
+        site, n = re.subn(r"\n\s*listen \[::\]:\d+[^\n]*;", "", site)
+        assert n == 2
+        if edit:
+            site = edit(site)
         (tmp / "logs").mkdir(parents=True, exist_ok=True)
         (tmp / "toktoken.conf").write_text(site)
         # As root, nginx's workers would drop to "nobody", who cannot write
@@ -72,7 +95,12 @@ class Nginx:
         assert check.returncode == 0, check.stderr
         self.proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
                                       "-g", "daemon off;"], stderr=subprocess.PIPE)  # fmt: skip
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        # Clients trust the test certificate as users trust an internal CA:
+        # REQUESTS_CA_BUNDLE (requests), NODE_EXTRA_CA_CERTS (Claude Code).
+        self.ca = cert
+        os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
         if not wait_for_http(self.url + "/health", 15, self.proc):
             raise RuntimeError("nginx did not start")
 
@@ -85,17 +113,61 @@ class Nginx:
 
 
 @pytest.fixture
-def nginx_factory(tmp_path):
+def nginx_factory(tmp_path, monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # restored afterwards
     started = []
 
-    def start(ports):
-        n = Nginx(tmp_path / f"nginx{len(started)}", ports)
+    def start(ports, edit=None):
+        n = Nginx(tmp_path / f"nginx{len(started)}", ports, edit)
         started.append(n)
         return n
 
     yield start
     for n in started:
         n.stop()
+
+
+def test_plain_http_redirects_to_https(gateway, nginx_factory):
+    nginx = nginx_factory([gateway.port])
+    r = requests.post(nginx.http_url + "/v1/messages?beta=true", allow_redirects=False, timeout=10,
+                      headers={"x-api-key": KEY}, json={})  # fmt: skip
+    assert r.status_code == 301
+    assert r.headers["location"] == "https://127.0.0.1/v1/messages?beta=true"
+    assert requests.get(nginx.url + "/health", timeout=10).json()["status"] == "ok"  # verified TLS
+
+
+def test_metrics_and_dashboard_only_for_the_allowed_networks(gateway, backend, nginx_factory):
+    inside = nginx_factory([gateway.port])  # the shipped allow lists include 127.0.0.1
+    assert requests.get(inside.url + "/metrics", timeout=10).status_code == 200
+    assert requests.get(inside.url + "/dashboard", timeout=10).status_code == 200
+    # The same site, seen from a network that is not on the lists.
+    outside = nginx_factory([gateway.port], edit=lambda s: s.replace("allow 127.0.0.1;\n", ""))
+    for path in ["/metrics", "/dashboard", "/dashboard/login"]:
+        assert requests.get(outside.url + path, timeout=10).status_code == 403, path
+    r = requests.post(outside.url + "/v1/messages", headers={"x-api-key": KEY}, timeout=30,
+                      json={"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    assert r.status_code == 200  # the API itself is for everyone with a key
+
+
+def test_clients_through_nginx_over_tls_with_an_internal_ca(
+    gateway, nginx_factory, tmp_path, monkeypatch
+):
+    """What docs/deployment.md tells users of an internal CA: the SDKs trust
+    it through SSL_CERT_FILE, Claude Code through NODE_EXTRA_CA_CERTS."""
+    from types import SimpleNamespace
+
+    import anthropic
+
+    from .claude_cli import run_claude
+
+    nginx = nginx_factory([gateway.port])
+    monkeypatch.setenv("SSL_CERT_FILE", str(nginx.ca))
+    sdk = anthropic.Anthropic(base_url=nginx.url, api_key=KEY, max_retries=0)
+    msg = sdk.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert msg.content[0].text == "Hello from the fake backend."
+    result = run_claude(SimpleNamespace(url=nginx.url), "Say hello", tmp_path, tmp_path / "home",
+                        env={"NODE_EXTRA_CA_CERTS": str(nginx.ca)})  # fmt: skip
+    assert result["_exit"] == 0 and result["result"] == "Hello from the fake backend.", result
 
 
 def test_stream_through_nginx_arrives_event_by_event(gateway, backend, nginx_factory):
@@ -133,6 +205,7 @@ def test_client_disconnect_at_nginx_reaches_the_backend(gateway, backend, nginx_
 
 
 def test_two_gunicorn_instances_share_the_load(gateway_factory, backend, nginx_factory):
+    backend.serve("instance-a", "instance-b")
     a = gateway_factory(VLLM_MODEL="instance-a")
     b = gateway_factory(VLLM_MODEL="instance-b")
     nginx = nginx_factory([a.port, b.port])
@@ -233,6 +306,52 @@ def test_systemd_execstart_serves_reloads_and_stops(tmp_path, backend):
             proc.kill()
 
 
+def _execstart(tmp_path: Path, env_file: Path, port: int, log_name: str) -> subprocess.Popen:
+    """The unit's ExecStart as systemd starts it: the EnvironmentFile read now."""
+    unit = _rendered_unit(tmp_path).read_text()
+    exec_start = re.search(r"^ExecStart=(.+)$", unit, re.M).group(1)
+    workdir = re.search(r"^WorkingDirectory=(.+)$", unit, re.M).group(1)
+    env = {"PATH": os.environ["PATH"], **_env_file(env_file), "PORT": str(port)}
+    log = open(tmp_path / log_name, "wb")
+    return subprocess.Popen(
+        shlex.split(exec_start), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def test_systemd_reload_keeps_the_environment_and_restart_reads_it(tmp_path, backend):
+    """docs/deployment.md, Upgrading: a reload (SIGHUP) does not see a changed
+    environment file; a restart does."""
+    env_file = tmp_path / "toktoken.env"
+    template = (DEPLOY / "systemd" / "toktoken.env.example").read_text()
+    template = re.sub(r"^VLLM_URL=.*$", f"VLLM_URL={backend.url}", template, flags=re.M)
+    env_file.write_text(template.replace("change-me-to-a-long-random-secret", "old-key"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def status(key: str) -> int:
+        return requests.post(url + "/v1/messages", headers={"x-api-key": key, "Connection": "close"},
+                             timeout=30, json={"model": "m", "max_tokens": 5,
+                                               "messages": [{"role": "user", "content": "x"}]}).status_code  # fmt: skip
+
+    proc = _execstart(tmp_path, env_file, port, "first.log")
+    try:
+        assert wait_for_http(url + "/health", 30, proc), (tmp_path / "first.log").read_text()
+        assert status("old-key") == 200
+        env_file.write_text(template.replace("change-me-to-a-long-random-secret", "new-key"))
+        proc.send_signal(signal.SIGHUP)  # systemctl reload
+        time.sleep(2)
+        assert (status("old-key"), status("new-key")) == (200, 401)  # the old environment
+        proc.send_signal(signal.SIGTERM)  # systemctl restart: stop ...
+        assert proc.wait(20) == 0
+        proc = _execstart(tmp_path, env_file, port, "second.log")  # ... and start
+        assert wait_for_http(url + "/health", 30, proc), (tmp_path / "second.log").read_text()
+        assert (status("new-key"), status("old-key")) == (200, 401)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
+
+
 # Docker ---------------------------------------------------------------------------------
 
 
@@ -315,6 +434,7 @@ def test_kubernetes_manifests_validate_against_the_schemas():
         "secret",
         "hpa",
         "pdb",
+        "ingress",
     }
     validate = Path(sys.executable).parent / "kubernetes-validate"
     proc = subprocess.run([str(validate), "--strict", "--quiet", *map(str, manifests)], capture_output=True,
@@ -349,6 +469,28 @@ def test_kubernetes_probes_and_termination():
     assert pod["terminationGracePeriodSeconds"] > int(config["GRACEFUL_TIMEOUT"])
 
 
+def test_kubernetes_pods_share_one_ledger_and_the_ingress_has_tls():
+    """Several pods (replicas: 2, an HPA) must not each keep a SQLite ledger
+    on an emptyDir: the ledger is the Secret's PostgreSQL URL, read by every pod."""
+    import yaml
+
+    kube = DEPLOY / "kubernetes"
+    config = yaml.safe_load((kube / "configmap.yaml").read_text())["data"]
+    secret = yaml.safe_load((kube / "secret.yaml").read_text())["stringData"]
+    assert config["TELEMETRY_ENABLED"] == "true" and "TELEMETRY_DB" not in config
+    assert secret["TELEMETRY_DB"].startswith("postgresql://")
+    pod = yaml.safe_load((kube / "deployment.yaml").read_text())["spec"]["template"]["spec"]
+    assert {"configMapRef": {"name": "toktoken"}} in pod["containers"][0]["envFrom"]
+    assert {"secretRef": {"name": "toktoken"}} in pod["containers"][0]["envFrom"]
+    assert all(v.get("name") != "data" for v in pod["volumes"])
+    ingress = yaml.safe_load((kube / "ingress.yaml").read_text())
+    assert ingress["spec"]["tls"][0]["secretName"]
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert "/v1" in paths and not {"/", "/metrics", "/dashboard"} & paths
+
+
 def test_kubernetes_termination_replayed(tmp_path, backend):
     """What the kubelet does, in order: the preStop sleep (the Service stops
     routing here; requests still arrive and are served), then SIGTERM with a
@@ -365,6 +507,7 @@ def test_kubernetes_termination_replayed(tmp_path, backend):
     pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
     config = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
     env = {k: v for k, v in config.items() if k not in ("HOST", "PORT")}
+    env["TELEMETRY_DB"] = str(tmp_path / "usage.db")  # the Secret's PostgreSQL, here a file
     gw = GatewayProcess({**env, "VLLM_URL": backend.url, "API_KEY": KEY}, tmp_path / "gw.log")
     try:
         idle = requests.Session()
