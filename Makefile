@@ -10,7 +10,10 @@ NPM_CACHE_DIR ?= $(HOME)/.cache/toktoken-npm
 .PHONY: run test test-fast demo bench bench-real lint format check claude-env claude-code clean
 
 $(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "toktoken needs Python 3.11 or newer; $(PYTHON) is: $$($(PYTHON) --version 2>&1 || echo not found). Install one, then e.g. make PYTHON=python3.12" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "$(PYTHON) cannot create a virtualenv: install its venv module (Debian/Ubuntu: sudo apt install python3-venv)" >&2; exit 1; }
 	$(PIP) install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
