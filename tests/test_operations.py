@@ -16,7 +16,7 @@ import requests
 from toktoken.backends.registry import served_model
 
 from .conftest import KEY, ROOT, GatewayProcess, free_port
-from .fake_backend import FakeBackend
+from .fake_backend import FakeBackend, Json, default_handler
 
 HEADERS = {"x-api-key": KEY, "Connection": "close"}
 HELLO = {"model": "local", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -62,6 +62,35 @@ def test_the_only_served_model_is_used_and_the_log_says_so(tmp_path):
         assert (
             "serves only 'Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8', not the configured" in out.stdout
         )
+    finally:
+        gw.stop()
+        fake.close()
+
+
+def test_a_llama_server_with_one_model_keeps_the_configured_name(tmp_path):
+    """llama.cpp's server answers any model name with the one it loaded (it
+    lists the file path): the operator's name stays, nothing is said."""
+    fake = FakeBackend()
+
+    def llama(req):
+        if req.path.endswith("/models"):
+            entry = {
+                "id": "/models/qwen3-coder-q4_k_m.gguf",
+                "object": "model",
+                "owned_by": "llamacpp",
+            }
+            return Json({"object": "list", "data": [entry]})
+        return default_handler(req)
+
+    fake.handler = llama
+    gw = GatewayProcess({"VLLM_URL": fake.url, "VLLM_MODEL": "qwen3-coder", "API_KEY": KEY},
+                        tmp_path / "gw.log")  # fmt: skip
+    try:
+        r = requests.post(gw.url + "/v1/messages", headers=HEADERS, json=HELLO, timeout=30)
+        assert r.status_code == 200 and fake.chat_requests[-1].body["model"] == "qwen3-coder"
+        health = requests.get(gw.url + "/health", headers=HEADERS, timeout=10).json()
+        assert health["status"] == "ok" and "problem" not in health["backends"][0]
+        assert "serves one model" not in gw.log()
     finally:
         gw.stop()
         fake.close()

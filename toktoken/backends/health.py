@@ -20,6 +20,9 @@ class Health:
     detail: str | None = None
     models: tuple[str, ...] = ()
     replicas: tuple[Health, ...] = ()  # a backend's: each replica's own probe
+    # The server answers whatever model name it is sent: llama.cpp's server
+    # with one model loaded (its listing says owned_by "llamacpp").
+    any_name: bool = False
 
     def as_dict(self) -> dict:
         return {
@@ -49,10 +52,12 @@ def probe(client: BackendClient, timeout: float = 3.0) -> Health:
             detail = f"/v1/models returned {response.status_code}"
             return Health(client.name, client.url, True, latency, detail)
         try:
-            models = tuple(m["id"] for m in response.json().get("data", []) if m.get("id"))
+            listed = [m for m in response.json().get("data", []) if m.get("id")]
+            models = tuple(m["id"] for m in listed)
+            any_name = len(listed) == 1 and listed[0].get("owned_by") == "llamacpp"
         except (ValueError, AttributeError, TypeError, KeyError):
-            models = ()
-    return Health(client.name, client.url, True, latency, None, models)
+            models, any_name = (), False
+    return Health(client.name, client.url, True, latency, None, models, any_name=any_name)
 
 
 def _ms(started: float) -> float:

@@ -93,7 +93,7 @@ class Backends:
             results.append(_combined(backend, each))
         for backend, health in zip(self.all, results, strict=True):
             BACKEND_UP.labels(health.name).set(1 if health.reachable else 0)
-            if health.models:
+            if health.models and not health.any_name:
                 self._check_model(backend, health.models)
         self._health, self._health_at = results, time.monotonic()
         return results
@@ -239,6 +239,7 @@ def _combined(backend: ReplicaSet, each: list[Health]) -> Health:
         detail,
         up[0].models if up else (),
         tuple(each),
+        any_name=bool(up) and all(h.any_name for h in up),
     )
 
 
