@@ -111,6 +111,8 @@ def test_a_model_the_backend_does_not_serve_is_named_at_start_in_check_and_healt
         assert health["status"] == "degraded" and served in health["backends"][0]["problem"]
         public = requests.get(gw.url + "/health", timeout=10).json()
         assert public["status"] == "degraded" and "problem" not in public["backends"][0]
+        page = requests.get(gw.url + "/dashboard", headers=HEADERS, timeout=10).text
+        assert "wrong model" in page and "Qwen/Qwen3-4B" in page
         out = _cli("check", env={"VLLM_URL": fake.url, "VLLM_MODEL": "qwen3-coder"})
         assert (
             out.returncode == 1

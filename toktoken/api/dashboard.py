@@ -82,9 +82,11 @@ def dashboard():
     store = gateway.recorder.store if gateway.recorder else None
     if gateway.recorder:
         gateway.recorder.flush()  # show this worker's latest records too
-    return _html(
-        render(collect(store, gateway.backends.health(), replicas=gateway.backends.replicas()))
+    backends = gateway.backends
+    data = collect(
+        store, backends.health(), replicas=backends.replicas(), problems=backends.model_problems
     )
+    return _html(render(data))
 
 
 @bp.get("/dashboard/login")

@@ -25,8 +25,15 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def collect(store, health: list, now: float | None = None, replicas: list | None = None) -> dict:
-    """Everything the page shows, as plain data (store may be None)."""
+def collect(
+    store,
+    health: list,
+    now: float | None = None,
+    replicas: list | None = None,
+    problems: dict | None = None,
+) -> dict:
+    """Everything the page shows, as plain data (store may be None).
+    ``problems``: per backend name, what is wrong with its model."""
     now = now or time.time()
     first_hour = int(now // 3600) * 3600 - (HOURS - 1) * 3600
     data: dict = {
@@ -34,6 +41,7 @@ def collect(store, health: list, now: float | None = None, replicas: list | None
         "hours": [first_hour + i * 3600 for i in range(HOURS)],
         "health": health,
         "replicas": replicas,
+        "problems": problems or {},
         "telemetry": store is not None,
     }
     if store is None:
@@ -189,9 +197,11 @@ def render(data: dict) -> str:
             "Backend health is shown below.</p>"
         )
     replicas = data.get("replicas") or [[] for _ in data["health"]]
+    problems = data.get("problems") or {}
     health_rows = "".join(
-        _health_row(h.name, h.url, h.reachable, "up" if h.reachable else "down", h.latency_ms,
-                    h.detail)
+        _health_row(h.name, h.url, h.reachable and h.name not in problems,
+                    ("up" if h.reachable else "down") + (", wrong model" if h.name in problems else ""),
+                    h.latency_ms, problems.get(h.name) or h.detail)
         + "".join(
             _health_row("↳ replica", r["url"], r["state"] == "up" and r["reachable"],
                         f"{r['state']}, {r['in_flight']} in flight", r["latency_ms"],
