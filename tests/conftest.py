@@ -74,6 +74,13 @@ class GatewayProcess:
         )
         if not wait_for_http(self.url + "/", 30, self.proc):
             raise RuntimeError(f"gateway did not start: {self.log()}")
+        # The worker probes its backends as it starts (in the background);
+        # /health waits for a first probe, so what the gateway learns from the
+        # backend's model list is settled before the test scripts the backend.
+        try:
+            requests.get(self.url + "/health", timeout=30)
+        except requests.RequestException:
+            pass
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -109,7 +116,12 @@ def gateway_factory(backend, tmp_path_factory):
     logs = tmp_path_factory.mktemp("gateway-logs")
 
     def start(**env) -> GatewayProcess:
-        env = {"VLLM_URL": backend.url, "VLLM_MODEL": "fake-model", "API_KEY": KEY, **env}
+        # Shared gateways outlive the tests whose handlers script GET /v1/models:
+        # a background probe during one of them would teach a session-long
+        # gateway that test's model list (a gateway adopts a lone served
+        # model). They probe at start; tests that need probes set the interval.
+        env = {"VLLM_URL": backend.url, "VLLM_MODEL": "fake-model", "API_KEY": KEY,
+               "HEALTH_INTERVAL": "3600", **env}  # fmt: skip
         key = tuple(sorted(env.items()))
         if key not in started:
             started[key] = GatewayProcess(env, logs / f"gateway-{len(started)}.log")
@@ -124,7 +136,11 @@ def gateway_factory(backend, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def gateway(gateway_factory):
+def gateway(gateway_factory, backend):
+    # Session fixtures start before the test's own reset: without this, the
+    # gateway's first probe would meet the previous test's scripted handler
+    # (and adopt the one model it lists).
+    backend.reset()
     return gateway_factory(STREAM_PING_INTERVAL="1")
 
 
