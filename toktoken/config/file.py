@@ -26,6 +26,7 @@ from .model import (
     check_quirks,
     normalise_url,
     normalise_urls,
+    only_known,
 )
 
 _BACKEND_KEYS = {
@@ -103,11 +104,7 @@ def _backend(where: str, name: str, table, env: Mapping[str, str]) -> BackendSet
     key = f"{where}: backends.{name}"
     if not isinstance(table, dict):
         raise ConfigError(key, "a table")
-    unknown = set(table) - _BACKEND_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{key}.{sorted(unknown)[0]}", "one of " + ", ".join(sorted(_BACKEND_KEYS))
-        )
+    only_known(key, table, sorted(_BACKEND_KEYS))
     if "urls" in table:  # replicas (backends/replicas.py)
         if "url" in table:
             raise ConfigError(f"{key}.urls", "set alone: url (one) or urls (replicas), not both")

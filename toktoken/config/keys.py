@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .model import LIMIT_NAMES, ClientKey, ConfigError, Limits, key_digest
+from .model import LIMIT_NAMES, ClientKey, ConfigError, Limits, key_digest, only_known
 
 _KEY_FIELDS = {"sha256", "key_env", "admin", "models", *LIMIT_NAMES}
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -36,9 +36,7 @@ def parse_limits(where: str, table) -> Limits:
         return Limits()
     if not isinstance(table, dict):
         raise ConfigError(where, "a table of " + ", ".join(LIMIT_NAMES))
-    unknown = set(table) - set(LIMIT_NAMES)
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}", "one of " + ", ".join(LIMIT_NAMES))
+    only_known(where, table, LIMIT_NAMES)
     return Limits(**{name: _positive(f"{where}.{name}", table.get(name)) for name in LIMIT_NAMES})
 
 
@@ -58,11 +56,7 @@ def parse_keys(
             raise ConfigError(at, "named with letters, digits and . _ @ - (at most 64)")
         if not isinstance(table, dict):
             raise ConfigError(at, "a table with sha256 or key_env")
-        unknown = set(table) - _KEY_FIELDS
-        if unknown:
-            raise ConfigError(
-                f"{at}.{sorted(unknown)[0]}", "one of " + ", ".join(sorted(_KEY_FIELDS))
-            )
+        only_known(at, table, sorted(_KEY_FIELDS))
         if ("sha256" in table) == ("key_env" in table):
             raise ConfigError(at, "given exactly one of sha256 (the key's hash) or key_env")
         if "sha256" in table:

@@ -39,6 +39,14 @@ class ConfigError(ValueError):
         super().__init__(f"invalid configuration: {variable} must be {expected}{shown}")
 
 
+def only_known(where: str, table: dict, known) -> None:
+    """Refuse a table with a field not in ``known``, naming the first one
+    (``where.field``) and listing what is accepted, in ``known``'s order."""
+    unknown = set(table).difference(known)
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}", "one of " + ", ".join(known))
+
+
 @dataclass(frozen=True)
 class BackendSettings:
     """One upstream server and how to reach it."""
