@@ -255,3 +255,40 @@ def test_workers_opening_a_new_ledger_at_once_all_start(tmp_path):
                                   stderr=subprocess.PIPE, text=True) for _ in range(8)]  # fmt: skip
         results = [(p.wait(60), p.stderr.read()) for p in procs]
         assert all(rc == 0 for rc, _ in results), [err for rc, err in results if rc][:1]
+
+
+# make on a machine without the right Python ---------------------------------------------
+
+
+def _fake_python(path, version_ok: bool, venv_ok: bool):
+    """A stand-in for $(PYTHON): says its version, passes or fails the
+    version check, can or cannot make a virtualenv."""
+    path.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = --version ] && { echo "Python 3.10.12"; exit 0; }\n'
+        f'[ "$1" = -c ] && exit {0 if version_ok else 1}\n'
+        f'[ "$1" = -m ] && {{ echo "ensurepip is not available" >&2; exit {0 if venv_ok else 1}; }}\n'
+        "exit 1\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_make_says_in_one_line_what_python_is_missing(tmp_path):
+    venv = tmp_path / "venv"
+    for version_ok, expected in [
+        (False, "toktoken needs Python 3.11 or newer; "),
+        (
+            True,
+            "cannot create a virtualenv: install its venv module (Debian/Ubuntu: sudo apt install python3-venv)",
+        ),
+    ]:
+        python = _fake_python(tmp_path / f"python-{version_ok}", version_ok, venv_ok=False)
+        out = subprocess.run(["make", "-s", "-C", str(ROOT), f"VENV={venv}", f"PYTHON={python}",
+                              f"{venv}/.installed"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.returncode != 0 and expected in out.stderr, out.stderr
+        assert not venv.exists()
+    assert "Python 3.10.12" in subprocess.run(
+        ["make", "-s", "-C", str(ROOT), f"VENV={venv}", f"PYTHON={tmp_path}/python-False", f"{venv}/.installed"],
+        capture_output=True, text=True, timeout=60,
+    ).stderr  # fmt: skip
