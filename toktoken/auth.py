@@ -9,10 +9,9 @@ did. The key itself goes nowhere: logs, records and /stats see its name.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
-from .config import ClientKey
+from .config import ClientKey, key_digest
 from .errors import AuthenticationFailed
 
 
@@ -30,7 +29,7 @@ def presented_key(headers) -> str | None:
 def match_key(key: str | None, keys: tuple[ClientKey, ...]) -> ClientKey | None:
     if not key:
         return None
-    digest = hashlib.sha256(key.encode()).hexdigest().encode()
+    digest = key_digest(key).encode()
     found = None
     for candidate in keys:
         if hmac.compare_digest(digest, candidate.sha256.encode()):
